@@ -1,0 +1,37 @@
+# shoal — two commands: `make run` (the main job) and `make test` (all tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHOAL := $(VENV)/bin/shoal
+DATA_DIR ?= .shoal
+LISTEN ?= 127.0.0.1:7070
+
+.PHONY: install run test test-fast lint typecheck bench chaos clean
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m shoal.cli.quickstart --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR) build src/*.egg-info

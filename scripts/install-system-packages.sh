@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages shoal needs when they are missing (bubblewrap for sandboxed pods).
+# Called by `make install`; a no-op when everything is present or when not root without sudo.
+set -euo pipefail
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+  echo "shoal: missing Debian packages ${missing[*]}; install them as root (sandboxed pods need them)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq "${missing[@]}"

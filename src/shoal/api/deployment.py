@@ -1,0 +1,102 @@
+"""Deployment: the desired state of a service's instances and how to move between revisions.
+
+`strategy.type` is a tagged choice. RollingUpdate and Recreate are the strategies of the core;
+BlueGreen, Canary and ParallelRun are added as further members of the same union, each with its
+own settings block (`blueGreen`, `canary`, `parallelRun`), as Argo Rollouts spells them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from shoal.api.base import ApiModel
+from shoal.api.meta import Condition, Resource
+from shoal.api.pod import PodTemplateSpec
+from shoal.api.replicaset import check_selector_matches_template
+from shoal.api.selectors import LabelSelector
+
+_PERCENT = re.compile(r"^([0-9]{1,3})%$")
+
+
+def check_int_or_percent(value: int | str) -> int | str:
+    """maxSurge/maxUnavailable: a non-negative count or a percentage `0%`..`100%`."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return value
+    match = _PERCENT.match(value)
+    if not match or int(match.group(1)) > 100:
+        raise ValueError("must be a non-negative integer or a percentage like '25%'")
+    return value
+
+
+IntOrPercent = Annotated[int | str, AfterValidator(check_int_or_percent)]
+
+
+class RollingUpdateSettings(ApiModel):
+    max_surge: IntOrPercent = "25%"
+    max_unavailable: IntOrPercent = "25%"
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> RollingUpdateSettings:
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("maxSurge and maxUnavailable may not both be 0")
+        return self
+
+
+class DeploymentStrategy(ApiModel):
+    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    rolling_update: RollingUpdateSettings | None = None
+
+    @model_validator(mode="after")
+    def _settings_fit_type(self) -> DeploymentStrategy:
+        if self.type == "Recreate" and self.rolling_update is not None:
+            raise ValueError("rollingUpdate may only be set when type is RollingUpdate")
+        if self.type == "RollingUpdate" and self.rolling_update is None:
+            self.rolling_update = RollingUpdateSettings()
+        return self
+
+
+class DeploymentSpec(ApiModel):
+    replicas: int = Field(default=1, ge=0, le=10_000)
+    selector: LabelSelector
+    template: PodTemplateSpec
+    strategy: DeploymentStrategy = Field(default_factory=DeploymentStrategy)
+    min_ready_seconds: float = Field(default=0, ge=0)
+    progress_deadline_seconds: float = Field(default=600, gt=0)
+    revision_history_limit: int = Field(default=10, ge=0)
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _selector_matches_template(self) -> DeploymentSpec:
+        check_selector_matches_template(self.selector, self.template)
+        return self
+
+
+class DeploymentStatus(ApiModel):
+    observed_generation: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    unavailable_replicas: int = 0
+    conditions: list[Condition] = Field(default_factory=list)
+    current_revision: int | None = None
+
+
+class Deployment(Resource):
+    KIND: ClassVar[str] = "Deployment"
+    PLURAL: ClassVar[str] = "deployments"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("deploy",)
+
+    kind: str = "Deployment"
+    spec: DeploymentSpec
+    status: DeploymentStatus = Field(default_factory=DeploymentStatus)
+
+
+# Annotations and labels the controllers use, spelled once.
+REVISION_ANNOTATION = "deployment.shoal.dev/revision"
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"

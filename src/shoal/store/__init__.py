@@ -1,0 +1,1 @@
+"""Persistence of resources: the `Store` protocol and its implementations."""
