@@ -1,0 +1,146 @@
+"""The FastAPI application of the API server: `create_app(store)`.
+
+Called by `shoal.server.serve.serve_api` (and tests, through httpx's ASGI transport). Routes
+are generated per kind from `shoal.api.registry.KINDS` when the app is built, so kinds
+registered by feature modules before that get routes too. Every error leaves as a
+Kubernetes `Status` body: API errors with their code, FastAPI's own parameter validation
+as 422 with causes, unknown routes as 404/405, and anything unexpected as a 500 whose body
+says nothing internal (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
+
+import shoal
+from shoal.api.errors import ApiError, Cause, Invalid, Unavailable, field_path
+from shoal.api.meta import API_VERSION
+from shoal.api.registry import KINDS
+from shoal.server.apply import apply_router
+from shoal.server.metrics import ApiMetrics, MetricsMiddleware
+from shoal.server.resources import resource_router
+from shoal.store.base import Store
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+}
+
+
+def status_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.to_status(), status_code=error.code)
+
+
+def _http_status(code: int, message: str) -> JSONResponse:
+    error = ApiError(message)
+    error.code = code
+    error.reason = _REASONS.get(code, "InternalError" if code >= 500 else "BadRequest")
+    return status_response(error)
+
+
+async def _api_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return status_response(error)
+
+
+async def _request_validation(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    causes = [
+        Cause(
+            field_path(tuple(item.get("loc", ()))[1:]) or "<request>",
+            str(item.get("msg", "invalid")),
+        )
+        for item in error.errors()
+    ]
+    return status_response(Invalid("invalid request parameters", causes))
+
+
+async def _http_exception(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return _http_status(error.status_code, str(error.detail))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
+    return _http_status(500, "internal error; the server log has the details")
+
+
+def _openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the kinds' JSON Schemas, which the raw-body routes refer to."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, routes=app.routes, description=app.description
+    )
+    _, definitions = models_json_schema(
+        [(cls, "validation") for cls in KINDS.values()],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(definitions.get("$defs", {}))
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(store: Store, *, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The API server for `store`; `extra_routers` are mounted as they are (e.g. toggles)."""
+    app = FastAPI(
+        title="shoal API",
+        version=shoal.__version__,
+        description="Desired-state deployment without containers (shoal/v1).",
+    )
+    metrics = ApiMetrics()
+    app.state.store = store
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)
+
+    @app.get("/healthz", tags=["server"], summary="Liveness: the store answers")
+    async def healthz() -> Response:
+        try:
+            await store.revision()
+        except Exception as error:
+            log.warning("health check failed: %s", error)
+            return status_response(Unavailable("store is not answering"))
+        return PlainTextResponse("ok")
+
+    @app.get("/version", tags=["server"], summary="Server and API version")
+    async def version() -> dict[str, str]:
+        return {"version": shoal.__version__, "apiVersion": API_VERSION}
+
+    @app.get("/metrics", tags=["server"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(apply_router(store))
+    for cls in list(KINDS.values()):
+        app.include_router(resource_router(cls, store, metrics))
+    for router in extra_routers:
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        return _openapi_schema(app)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
