@@ -3,11 +3,14 @@ with field paths, status subresource, CAS, generation and finalizers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from server_samples import NODE, deployment, pod
 
+from shoal.api import registry
+from shoal.api.meta import Resource
+from shoal.server.app import create_app
 from shoal.store.memory import MemoryStore
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -232,8 +235,6 @@ async def test_health_version_metrics_openapi(api: httpx.AsyncClient) -> None:
 
 
 async def test_unexpected_errors_are_status_500_without_traceback(store: MemoryStore) -> None:
-    from shoal.server.app import create_app
-
     class Broken(MemoryStore):
         async def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
             raise RuntimeError("secret internals")
@@ -246,12 +247,6 @@ async def test_unexpected_errors_are_status_500_without_traceback(store: MemoryS
 
 
 async def test_kinds_registered_later_get_routes(store: MemoryStore) -> None:
-    from typing import ClassVar
-
-    from shoal.api import registry
-    from shoal.api.meta import Resource
-    from shoal.server.app import create_app
-
     class Widget(Resource):
         KIND: ClassVar[str] = "Widget"
         PLURAL: ClassVar[str] = "widgets"
