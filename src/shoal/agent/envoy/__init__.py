@@ -1,0 +1,98 @@
+"""The node agent's Envoy layer: desired data-plane state (`RoutingTable`), the file-based xDS
+writer, the admin API client and the Envoy process supervisor.
+
+The agent runner uses it as:
+
+    writer = XdsWriter(data_dir / "envoy")
+    bootstrap = writer.write_bootstrap(node_id=node, node_cluster="shoal", admin_port=port)
+    supervisor = EnvoySupervisor(bootstrap=bootstrap, admin_port=port, ...)
+    await supervisor.start()
+    await apply_and_confirm(writer, supervisor.admin, table)   # on every desired-state change
+
+`apply_and_confirm` is the make-before-break sequence: each phase of the writer's plan is written
+and confirmed by Envoy before the next one is written.
+"""
+
+from __future__ import annotations
+
+from shoal.agent.envoy.admin import (
+    ClusterStats,
+    ConfigRejectedError,
+    ConfirmTimeoutError,
+    EnvoyAdmin,
+    EnvoyConfirmError,
+)
+from shoal.agent.envoy.config import (
+    CANARY_OVERRIDE_HEADER,
+    ClusterWeight,
+    Destination,
+    Endpoint,
+    HeaderMatch,
+    Mirror,
+    OutlierDetection,
+    RetryPolicy,
+    Route,
+    RoutingTable,
+    ServiceListener,
+    UpstreamCluster,
+    canary_routes,
+    cluster_name,
+    listener_name,
+)
+from shoal.agent.envoy.supervisor import (
+    EnvoyNotFoundError,
+    EnvoyStartError,
+    EnvoyState,
+    EnvoySupervisor,
+    find_envoy_binary,
+)
+from shoal.agent.envoy.writer import AppliedVersions, XdsWriter
+
+
+async def apply_and_confirm(
+    writer: XdsWriter, admin: EnvoyAdmin, table: RoutingTable, timeout_s: float = 5.0
+) -> AppliedVersions:
+    """Write `table` phase by phase (clusters+endpoints, routes+listeners, removals), waiting
+    for Envoy to confirm each phase. Returns every version written (empty when nothing changed).
+    Raises ConfigRejectedError / ConfirmTimeoutError; files written so far stay (Envoy
+    keeps the last config it accepted, so traffic is unaffected by a rejected file)."""
+    writer.collect_garbage(table)
+    applied = AppliedVersions()
+    for phase in writer.plan(table):
+        baseline = await admin.rejection_counts()
+        versions = writer.write(phase)
+        await admin.confirm(versions, timeout_s, baseline=baseline)
+        applied.merge(versions)
+    return applied
+
+
+__all__ = [
+    "CANARY_OVERRIDE_HEADER",
+    "AppliedVersions",
+    "ClusterStats",
+    "ClusterWeight",
+    "ConfigRejectedError",
+    "ConfirmTimeoutError",
+    "Destination",
+    "Endpoint",
+    "EnvoyAdmin",
+    "EnvoyConfirmError",
+    "EnvoyNotFoundError",
+    "EnvoyStartError",
+    "EnvoyState",
+    "EnvoySupervisor",
+    "HeaderMatch",
+    "Mirror",
+    "OutlierDetection",
+    "RetryPolicy",
+    "Route",
+    "RoutingTable",
+    "ServiceListener",
+    "UpstreamCluster",
+    "XdsWriter",
+    "apply_and_confirm",
+    "canary_routes",
+    "cluster_name",
+    "find_envoy_binary",
+    "listener_name",
+]
