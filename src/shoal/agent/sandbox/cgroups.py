@@ -1,0 +1,324 @@
+"""One cgroup per pod, on cgroup v1 or v2 (detected at runtime): create with limits, list and
+kill every process in it, read usage and OOM kills, remove.
+
+Called by the sandbox driver; `detect_cgroups()` also tells the agent whether the node can offer
+sandboxed pods. The file layouts are pure functions in `cgroupfs`.
+
+Where pod cgroups live (agent-owned parents, `<parent>/<node>/<pod-uid>`):
+- v2: under the root of the unified tree (`/sys/fs/cgroup/shoal/<node>/<pod>`), because v2's
+  "no internal processes" rule forbids children with controllers below the agent's own leaf.
+  The controllers are enabled top-down through cgroup.subtree_control.
+- v1: under the agent's own cgroup in each controller's hierarchy, so whatever limits the agent
+  itself runs under (a systemd unit, a CI job) also bound its pods.
+The paths are persisted in the task handle, so a restarted agent finds them again.
+
+Killing: v2's cgroup.kill when the kernel has it (5.14+); otherwise freeze the cgroup (so nothing
+can fork while we look), SIGKILL every pid in cgroup.procs, thaw, and repeat until it is empty.
+That also catches processes that left the session (setsid daemons): membership of a cgroup
+cannot be escaped without write access to another cgroup's files, which a pod does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shoal.agent.drivers.base import Limits
+from shoal.agent.sandbox.cgroupfs import (
+    V1_CONTROLLERS,
+    V1_REQUIRED,
+    V2_CONTROLLERS,
+    V2_REQUIRED,
+    Mounts,
+    Usage,
+    limit_files_v1,
+    limit_files_v2,
+    parse_flat_keyed,
+    parse_mountinfo,
+    parse_pid_list,
+    parse_proc_cgroup,
+    relative_to_mount,
+    working_set,
+)
+
+
+class CgroupError(Exception):
+    """A cgroup could not be created, limited or removed; the message says what to do."""
+
+
+def _read(path: Path, default: str = "") -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return default
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as error:
+        raise CgroupError(f"cannot write {value!r} to {path}: {error.strerror}") from error
+
+
+def _kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def _rmdir_when_empty(path: Path, deadline: float) -> None:
+    """rmdir, retrying briefly: the kernel may report EBUSY while the last tasks are reaped."""
+    while True:
+        try:
+            os.rmdir(path)  # sysfs: instant, no thread needed
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise CgroupError(f"cannot remove cgroup {path}: {error.strerror}") from error
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class PodCgroupV2:
+    """A pod's cgroup in the unified (v2) hierarchy."""
+
+    path: Path
+    root: Path  # the hierarchy's mount point: controllers are enabled from here down
+    version: int = 2
+
+    def procs_files(self) -> list[str]:
+        return [str(self.path / "cgroup.procs")]
+
+    def create(self, limits: Limits) -> None:
+        _enable_v2_controllers(self.root, self.path.parent, limits)
+        self.path.mkdir(parents=False, exist_ok=True)
+        swap = (self.path / "memory.swap.max").exists()
+        for name, value in limit_files_v2(limits, swap):
+            if name == "cpu.max" and limits.cpu_millis is None and not (self.path / name).exists():
+                continue  # no cpu controller and nothing to enforce with it
+            _write(self.path / name, value)
+
+    def pids(self) -> list[int]:
+        return parse_pid_list(_read(self.path / "cgroup.procs"))
+
+    def oom_kills(self) -> int:
+        return parse_flat_keyed(_read(self.path / "memory.events")).get("oom_kill", 0)
+
+    def usage(self) -> Usage:
+        cpu = parse_flat_keyed(_read(self.path / "cpu.stat")).get("usage_usec", 0) * 1000
+        current = int(_read(self.path / "memory.current", "0").strip() or 0)
+        stat = parse_flat_keyed(_read(self.path / "memory.stat"))
+        pids = int(_read(self.path / "pids.current", "0").strip() or 0)
+        return Usage(cpu, working_set(current, stat, "inactive_file"), pids)
+
+    async def kill_all(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        kill_file = self.path / "cgroup.kill"
+        freeze_file = self.path / "cgroup.freeze"
+        while pids := self.pids():
+            if kill_file.exists():
+                _write(kill_file, "1")
+            else:
+                if freeze_file.exists():
+                    _write(freeze_file, "1")
+                _kill_pids(self.pids())
+                if freeze_file.exists():
+                    _write(freeze_file, "0")
+            if time.monotonic() > deadline:
+                raise CgroupError(f"processes {pids} in {self.path} survived SIGKILL")
+            await asyncio.sleep(0.01)
+
+    async def remove(self, within: float = 5.0) -> None:
+        await _rmdir_when_empty(self.path, time.monotonic() + within)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"cgroup_version": 2, "cgroup_path": str(self.path), "cgroup_root": str(self.root)}
+
+
+@dataclass
+class PodCgroupV1:
+    """A pod's cgroup in each v1 hierarchy it joins (controller -> directory)."""
+
+    dirs: dict[str, Path]
+    version: int = 1
+
+    def _unique_dirs(self) -> list[Path]:
+        # Co-mounted controllers (e.g. "cpu,cpuacct") share one directory.
+        return list(dict.fromkeys(self.dirs.values()))
+
+    def procs_files(self) -> list[str]:
+        return [str(path / "cgroup.procs") for path in self._unique_dirs()]
+
+    def create(self, limits: Limits) -> None:
+        for path in self._unique_dirs():
+            path.mkdir(parents=True, exist_ok=True)
+        memory = self.dirs["memory"]
+        swap = (memory / "memory.memsw.limit_in_bytes").exists()
+        for controller, name, value in limit_files_v1(limits, swap):
+            if controller not in self.dirs:
+                if controller == "cpu" and limits.cpu_millis is None:
+                    continue
+                raise CgroupError(f"the {controller} cgroup controller is not mounted")
+            _write(self.dirs[controller] / name, value)
+
+    def pids(self) -> list[int]:
+        found: set[int] = set()
+        for path in self._unique_dirs():
+            found.update(parse_pid_list(_read(path / "cgroup.procs")))
+        return sorted(found)
+
+    def oom_kills(self) -> int:
+        control = parse_flat_keyed(_read(self.dirs["memory"] / "memory.oom_control"))
+        if "oom_kill" in control:
+            return control["oom_kill"]
+        # Kernels before 4.13 have no counter; an OOM in progress is the best we can see.
+        return control.get("under_oom", 0)
+
+    def usage(self) -> Usage:
+        cpu_dir = self.dirs.get("cpuacct")
+        cpu = int(_read(cpu_dir / "cpuacct.usage", "0").strip() or 0) if cpu_dir else 0
+        memory = self.dirs["memory"]
+        current = int(_read(memory / "memory.usage_in_bytes", "0").strip() or 0)
+        stat = parse_flat_keyed(_read(memory / "memory.stat"))
+        pids = int(_read(self.dirs["pids"] / "pids.current", "0").strip() or 0)
+        return Usage(cpu, working_set(current, stat, "total_inactive_file"), pids)
+
+    async def kill_all(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        freezer = self.dirs.get("freezer")
+        while pids := self.pids():
+            if freezer is not None:
+                _write(freezer / "freezer.state", "FROZEN")
+                while _read(freezer / "freezer.state").strip() == "FREEZING":
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.005)
+            _kill_pids(self.pids())
+            if freezer is not None:
+                _write(freezer / "freezer.state", "THAWED")  # SIGKILL is delivered on thaw
+            if time.monotonic() > deadline:
+                raise CgroupError(f"processes {pids} in {list(self.dirs.values())} survived")
+            await asyncio.sleep(0.01)
+
+    async def remove(self, within: float = 5.0) -> None:
+        deadline = time.monotonic() + within
+        for path in self._unique_dirs():
+            await _rmdir_when_empty(path, deadline)
+
+    def to_state(self) -> dict[str, Any]:
+        dirs = {controller: str(path) for controller, path in self.dirs.items()}
+        return {"cgroup_version": 1, "cgroup_dirs": dirs}
+
+
+PodCgroup = PodCgroupV1 | PodCgroupV2
+
+
+def _enable_v2_controllers(root: Path, parent: Path, limits: Limits) -> None:
+    """Create `parent` below `root` and enable the pod controllers on every level down to it.
+
+    One write per level with all controllers: the kernel applies such a list all or nothing.
+    """
+    wanted = list(V2_REQUIRED) + (["cpu"] if limits.cpu_millis is not None else [])
+    levels = [root]
+    for part in parent.relative_to(root).parts:
+        levels.append(levels[-1] / part)
+    for level in levels:
+        level.mkdir(exist_ok=True)
+        available = _read(level / "cgroup.controllers").split()
+        enabled = _read(level / "cgroup.subtree_control").split()
+        missing = [c for c in wanted if c not in available]
+        if missing:
+            raise CgroupError(
+                f"cgroup v2 controllers {missing} are not available in {level}; "
+                "enable them in its parent's cgroup.subtree_control"
+            )
+        extra = [c for c in V2_CONTROLLERS if c not in wanted and c in available]
+        todo = [c for c in wanted + extra if c not in enabled]
+        if not todo:
+            continue
+        try:
+            (level / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in todo))
+        except OSError as error:
+            raise CgroupError(
+                f"cannot enable cgroup controllers {todo} in {level}: {error.strerror}; "
+                "the agent needs a cgroup v2 subtree it may delegate (run it as root, "
+                "outside a leaf cgroup with processes)"
+            ) from error
+
+
+@dataclass(frozen=True)
+class CgroupHierarchy:
+    """Where this node puts pod cgroups. `version` 1 or 2."""
+
+    version: int
+    base: Mapping[str, Path]  # v2: {"": parent dir, "root": mount}; v1: {controller: parent dir}
+
+    def pod(self, node: str, pod_uid: str) -> PodCgroup:
+        if self.version == 2:
+            return PodCgroupV2(self.base[""] / node / pod_uid, self.base["root"])
+        return PodCgroupV1({c: path / node / pod_uid for c, path in self.base.items()})
+
+
+def pod_cgroup_from_state(state: Mapping[str, Any]) -> PodCgroup | None:
+    """Rebuild a pod's cgroup from a persisted task handle (None when it had none)."""
+    if state.get("cgroup_version") == 2:
+        return PodCgroupV2(Path(str(state["cgroup_path"])), Path(str(state["cgroup_root"])))
+    if state.get("cgroup_version") == 1:
+        dirs = state["cgroup_dirs"]
+        return PodCgroupV1({str(c): Path(str(p)) for c, p in dict(dirs).items()})
+    return None
+
+
+def hierarchy_from(
+    mounts: Mounts, own_v1: Mapping[str, str], parent: str = "shoal"
+) -> CgroupHierarchy | str:
+    """Choose v2 when the unified tree carries memory and pids, else v1; or say why neither."""
+    if mounts.unified is not None:
+        root = Path(mounts.unified)
+        if set(V2_REQUIRED) <= set(_read(root / "cgroup.controllers").split()):
+            return CgroupHierarchy(2, {"": root / parent, "root": root})
+    missing = [c for c in V1_REQUIRED if c not in mounts.v1]
+    if missing:
+        return (
+            "no usable cgroup hierarchy (v2 without memory/pids, v1 without "
+            + ", ".join(missing)
+            + ")"
+        )
+    base: dict[str, Path] = {}
+    for controller, mount_point in mounts.v1.items():
+        own = relative_to_mount(own_v1.get(controller, "/"), mounts.v1_roots.get(controller, "/"))
+        base[controller] = Path(mount_point) / own / parent
+    return CgroupHierarchy(1, base)
+
+
+def detect_cgroups(parent: str = "shoal", proc: Path = Path("/proc")) -> CgroupHierarchy | str:
+    """This node's cgroup hierarchy for pods, or a reason why pods cannot have cgroups."""
+    if os.geteuid() != 0:
+        return "the agent is not root, so it cannot create cgroups"
+    mounts = parse_mountinfo(_read(proc / "self" / "mountinfo"))
+    _, own_v1 = parse_proc_cgroup(_read(proc / "self" / "cgroup"))
+    return hierarchy_from(mounts, own_v1, parent)
+
+
+__all__ = [
+    "V1_CONTROLLERS",
+    "CgroupError",
+    "CgroupHierarchy",
+    "PodCgroup",
+    "PodCgroupV1",
+    "PodCgroupV2",
+    "Usage",
+    "detect_cgroups",
+    "hierarchy_from",
+    "pod_cgroup_from_state",
+]

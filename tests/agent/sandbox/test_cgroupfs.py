@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from shoal.agent.drivers.base import Limits
+from shoal.agent.sandbox.cgroupfs import (
+    cpu_quota_us,
+    limit_files_v1,
+    limit_files_v2,
+    parse_flat_keyed,
+    parse_mountinfo,
+    parse_pid_list,
+    parse_proc_cgroup,
+    relative_to_mount,
+    working_set,
+)
+
+HYBRID_MOUNTINFO = """\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+
+
+def test_limits_v1_layout() -> None:
+    writes = limit_files_v1(Limits(cpu_millis=500, memory_bytes=64 << 20, pids=50), True)
+    assert writes == [
+        ("memory", "memory.limit_in_bytes", str(64 << 20)),
+        ("memory", "memory.memsw.limit_in_bytes", str(64 << 20)),
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_quota_us", "50000"),
+        ("pids", "pids.max", "50"),
+    ]
+    unlimited = dict(((c, f), v) for c, f, v in limit_files_v1(Limits(), False))
+    assert unlimited[("memory", "memory.limit_in_bytes")] == "-1"
+    assert unlimited[("cpu", "cpu.cfs_quota_us")] == "-1"
+    assert unlimited[("pids", "pids.max")] == "max"
+    assert ("memory", "memory.memsw.limit_in_bytes") not in unlimited
+
+
+def test_limits_v2_layout() -> None:
+    writes = limit_files_v2(Limits(cpu_millis=1500, memory_bytes=1000, pids=7), True)
+    assert writes == [
+        ("memory.max", "1000"),
+        ("memory.swap.max", "0"),
+        ("cpu.max", "150000 100000"),
+        ("pids.max", "7"),
+    ]
+    assert dict(limit_files_v2(Limits(), False)) == {
+        "memory.max": "max",
+        "cpu.max": "max 100000",
+        "pids.max": "max",
+    }
+
+
+def test_cpu_quota_has_kernel_minimum() -> None:
+    assert cpu_quota_us(1) == 1000
+    assert cpu_quota_us(2000) == 200_000
+
+
+def test_parse_mountinfo_hybrid() -> None:
+    mounts = parse_mountinfo(HYBRID_MOUNTINFO)
+    assert mounts.unified == "/sys/fs/cgroup/unified"
+    assert mounts.v1 == {
+        "cpu": "/sys/fs/cgroup/cpu",
+        "cpuacct": "/sys/fs/cgroup/cpuacct",
+        "memory": "/sys/fs/cgroup/memory",
+        "freezer": "/sys/fs/cgroup/freezer",
+        "pids": "/sys/fs/cgroup/pids",
+    }
+
+
+def test_parse_mountinfo_comounted_and_container_root() -> None:
+    text = "50 40 0:40 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n"
+    mounts = parse_mountinfo(text)
+    assert mounts.v1["cpu"] == mounts.v1["cpuacct"] == "/sys/fs/cgroup/cpu,cpuacct"
+    assert mounts.v1_roots["cpu"] == "/docker/abc"
+    assert relative_to_mount("/docker/abc/x", "/docker/abc") == "x"
+    assert relative_to_mount("/docker/abc", "/docker/abc") == ""
+    assert relative_to_mount("/a/b", "/") == "a/b"
+
+
+def test_parse_proc_cgroup() -> None:
+    text = "9:name=systemd:/\n4:memory:/job/1\n2:cpu,cpuacct:/\n0::/user.slice\n"
+    unified, v1 = parse_proc_cgroup(text)
+    assert unified == "/user.slice"
+    assert v1 == {"memory": "/job/1", "cpu": "/", "cpuacct": "/"}
+
+
+def test_counters_and_pids() -> None:
+    events = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n"
+    assert parse_flat_keyed(events)["oom_kill"] == 1
+    assert parse_flat_keyed("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")["oom_kill"] == 3
+    assert parse_pid_list("12\n13\n\n") == [12, 13]
+    assert working_set(100, {"inactive_file": 30}, "inactive_file") == 70
+    assert working_set(10, {"inactive_file": 30}, "inactive_file") == 0
