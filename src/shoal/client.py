@@ -15,6 +15,7 @@ when the server closes the stream; resuming from the last revision is the caller
 
 from __future__ import annotations
 
+import functools
 import json as jsonlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,14 @@ def object_path(cls: type[Resource], name: str, namespace: str | None) -> str:
     return f"{collection_path(cls, ns)}/{name}"
 
 
+def decode_object(cls: type[R], data: dict[str, Any]) -> R:
+    """The typed object; cluster-scoped kinds get namespace None (the wire form omits it,
+    and the model's default would otherwise say "default")."""
+    if not cls.NAMESPACED and isinstance(data.get("metadata"), dict):
+        data["metadata"]["namespace"] = None
+    return cls.model_validate(data)
+
+
 def raise_for_status(response: httpx.Response) -> None:
     if response.status_code < 400:
         return
@@ -108,18 +117,20 @@ class _Calls:
         return _Call(
             "POST",
             collection_path(cls, obj.metadata.namespace or DEFAULT_NAMESPACE),
-            cls.from_json,
+            functools.partial(decode_object, cls),
             body=obj.to_json(),
         )
 
     @staticmethod
     def get(kind: type[R], name: str, namespace: str | None) -> _Call[R]:
-        return _Call("GET", object_path(kind, name, namespace), kind.from_json)
+        return _Call(
+            "GET", object_path(kind, name, namespace), functools.partial(decode_object, kind)
+        )
 
     @staticmethod
     def list(kind: type[R], namespace: str | None, selector: str | None) -> _Call[ObjectList[R]]:
         def decode(answer: Any) -> ObjectList[R]:
-            items = [kind.from_json(item) for item in answer["items"]]
+            items = [decode_object(kind, item) for item in answer["items"]]
             return ObjectList(items, int(answer["metadata"]["resourceVersion"]))
 
         params = {"labelSelector": selector} if selector else None
@@ -129,7 +140,12 @@ class _Calls:
     def update(obj: R, status: bool = False) -> _Call[R]:
         cls = type(obj)
         path = object_path(cls, obj.metadata.name, obj.metadata.namespace)
-        return _Call("PUT", path + ("/status" if status else ""), cls.from_json, body=obj.to_json())
+        return _Call(
+            "PUT",
+            path + ("/status" if status else ""),
+            functools.partial(decode_object, cls),
+            body=obj.to_json(),
+        )
 
     @staticmethod
     def delete(kind: type[Resource], name: str, namespace: str | None, force: bool) -> _Call[None]:
@@ -172,7 +188,7 @@ class WatchDecoder(Generic[R]):
         self.revision = max(self.revision, revision)
         if kind == "BOOKMARK":
             return None
-        return TypedEvent(cast(WatchType, kind), self.cls.from_json(obj), revision)
+        return TypedEvent(cast(WatchType, kind), decode_object(self.cls, obj), revision)
 
 
 def _unavailable(base_url: str, error: httpx.TransportError) -> Unavailable:
