@@ -20,6 +20,7 @@ Compiled toggles are cached by resourceVersion, so a request costs one store lis
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,3 +161,45 @@ def toggles_router() -> APIRouter:
 
 
 __all__ = ["EvaluateRequest", "toggles_router"]
+
+
+async def _serve_main(host: str, port: int, data_dir: str | None) -> None:
+    import asyncio  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from shoal.server.serve import serve_api  # noqa: PLC0415
+
+    store: Store
+    if data_dir:
+        from shoal.store.sqlite import SqliteStore  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+        os.makedirs(data_dir, exist_ok=True)
+        store = SqliteStore(os.path.join(data_dir, "shoal.db"))
+    else:
+        from shoal.store.memory import MemoryStore  # noqa: PLC0415
+
+        store = MemoryStore()
+    task = asyncio.ensure_future(serve_api(store, host, port, extra_routers=[toggles_router()]))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    # A bare API server with the toggle routes (tests/e2e and bench/ start it), for as long as
+    # no composed `shoal server` is needed: `python -m shoal.server.toggles_routes --port N`.
+    import argparse
+    import asyncio
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7070)
+    parser.add_argument("--data-dir", default=None, help="SQLite data dir (default: in memory)")
+    arguments = parser.parse_args()
+    asyncio.run(_serve_main(arguments.host, arguments.port, arguments.data_dir))

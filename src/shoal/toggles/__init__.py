@@ -27,7 +27,15 @@ _HOMES = {
     "bucket": "shoal.toggles.hashing",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "CompiledToggle",
+    "Evaluation",
+    "ShoalProvider",
+    "ToggleClient",
+    "bucket",
+    "compile_toggle",
+    "evaluate",
+]
 
 
 def __getattr__(name: str) -> Any:
