@@ -1,0 +1,69 @@
+"""The Deployment controller's executor: applies `reconcile_deployment` plans through the client.
+
+ReplicaSet scale changes use compare-and-set (resourceVersion); a Conflict re-reads and
+retries with backoff. Status is written without resourceVersion: only this controller writes
+it, one worker per key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.replicaset import ReplicaSet
+from shoal.controllers.context import ControllerContext
+from shoal.controllers.deployment_plan import reconcile_deployment
+from shoal.controllers.queue import Key
+from shoal.controllers.revisions import same_template
+from shoal.controllers.runner import Result
+
+
+class DeploymentExecutor:
+    def __init__(self, context: ControllerContext) -> None:
+        self.context = context
+
+    async def reconcile(self, key: Key) -> Result | None:
+        _, namespace, name = key
+        ctx = self.context
+        deployment = ctx.deployments.get(namespace, name)
+        if deployment is None or deployment.metadata.uid is None:
+            return None
+        sets = ctx.replica_sets.owned_by(deployment.metadata.uid)
+        pods = {rs.metadata.name: len(ctx.pods.owned_by(rs.metadata.uid or ""))
+                for rs in sets}
+        plan = reconcile_deployment(deployment, sets, pods, ctx.clock.now())
+        if plan.create is not None:
+            await self._create(plan.create)
+        for rs in plan.updates:
+            ctx.replica_sets.remember(await ctx.client.update(rs))
+        for rs in plan.deletes:
+            with contextlib.suppress(NotFound):
+                await ctx.client.delete(ReplicaSet, rs.metadata.name,
+                                        rs.metadata.namespace or "default")
+            ctx.replica_sets.deleted(rs)
+            ctx.recorder.record(deployment, "Normal", "DeletedOldReplicaSet",
+                                f"Deleted old replica set {rs.metadata.name} "
+                                "(beyond revisionHistoryLimit)")
+        for type_, reason, message in plan.events:
+            ctx.recorder.record(deployment, type_, reason, message)
+        if plan.status is not None:
+            meta = deployment.metadata.model_copy(update={"resource_version": None})
+            changed = deployment.model_copy(update={"status": plan.status, "metadata": meta})
+            with contextlib.suppress(NotFound):
+                ctx.deployments.remember(await ctx.client.update_status(changed))
+        return Result(requeue_after=plan.requeue_after)
+
+    async def _create(self, rs: ReplicaSet) -> None:
+        ctx = self.context
+        try:
+            ctx.replica_sets.remember(await ctx.client.create(rs))
+        except AlreadyExists:
+            existing = await ctx.client.get(ReplicaSet, rs.metadata.name,
+                                            rs.metadata.namespace or "default")
+            ours = existing.metadata.controller_ref()
+            owner_uid = rs.metadata.owner_references[0].uid
+            if (ours is None or ours.uid != owner_uid
+                    or not same_template(existing.spec.template, rs.spec.template)):
+                raise  # a name taken by something else: retried with backoff, visibly
+            ctx.replica_sets.remember(existing)
+
