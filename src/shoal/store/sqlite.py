@@ -1,0 +1,331 @@
+"""The default `Store`: one embedded SQLite file, durable, with a resumable watch history.
+
+Created by the server (`shoal server --data-dir`) and handed to the API layer; nothing else
+talks to the database file. Python's `sqlite3` (the standard library) is used directly: the
+access pattern (one writer thread, a few reader threads) is simple enough that a wrapper such
+as aiosqlite would add a dependency without removing any code.
+
+Layout: `objects` (current state, JSON text per object), `events` (the last `history_limit`
+changes, one row per revision, so a watch can resume after a restart), `meta` (the global
+revision and the highest compacted revision). Revisions are contiguous: every committed write
+is exactly one revision, and the counter is stored in the same transaction as the write, so it
+never goes backwards, also across restarts.
+
+Durability: WAL journal with `synchronous=FULL` by default. What we must guarantee is that an
+acknowledged write survives kill -9 of the process. WAL with synchronous=NORMAL already does:
+COMMIT returns after the WAL frames were written to the OS, which keeps them when the process
+dies. NORMAL only skips the fsync, so on power loss or a kernel crash the last commits before
+the crash could be lost (the file stays consistent). FULL fsyncs the WAL at each commit and so
+also survives power loss. Because writes are group-committed (one fsync per batch, see
+`shoal.store._sqlite_writer`), FULL costs little throughput under concurrency, so we take the
+stronger guarantee. `synchronous="NORMAL"` is accepted for machines with slow fsync.
+
+Reads (get, list, history for old watches) run on a small thread pool with their own
+read-only connections, never on the writer thread: WAL readers see the last committed state
+without waiting for the writer. Watches are served from memory (`shoal.store._watch`), with
+recent changes kept in a ring, older ones read back from the `events` table.
+
+One process at a time: an advisory lock on `<path>.lock` refuses a second opener, because the
+revision counter lives in the writer's memory between commits.
+
+A caller cancelled while its write is queued does not cancel the write: it may still commit.
+The store is bound to the event loop that first writes to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from shoal.api.errors import Gone, NotFound, Unavailable
+from shoal.api.selectors import LabelSelector
+from shoal.store._records import (
+    Change,
+    Key,
+    Write,
+    create_write,
+    delete_write,
+    describe,
+    make_key,
+    selected,
+    update_write,
+)
+from shoal.store._sqlite_writer import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    GroupCommitWriter,
+    Outcome,
+    connect,
+    read_meta,
+)
+from shoal.store._watch import WatchHub
+from shoal.store.base import ListResult, Object, WatchEvent
+
+T = TypeVar("T")
+_Changes = list[Change]  # an alias: inside SqliteStore, `list` names the method
+
+
+class SqliteStore:
+    """`Store` in one SQLite file. Opening (the constructor) is synchronous and quick."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        history_limit: int = 10_000,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        memory_history: int = 1_000,
+        watch_queue_limit: int = 2_000,
+        readers: int = 2,
+        max_batch: int = 1_000,
+    ) -> None:
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._lock_file = _LockFile(self.path + ".lock")
+        try:
+            writer_conn = self._open_writer_connection()
+            meta = read_meta(writer_conn)
+            recent = _recent_changes(writer_conn, min(memory_history, history_limit))
+        except BaseException:
+            self._lock_file.close()
+            raise
+        self._hub = WatchHub(
+            meta["revision"],
+            min(memory_history, history_limit),
+            watch_queue_limit,
+            recent,
+            self._read_history,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="shoal-store-read")
+        self._writer = GroupCommitWriter(writer_conn, history_limit, max_batch, self._deliver)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def create(self, obj: Object) -> Object:
+        return await self._submit(create_write(obj))
+
+    async def update(self, obj: Object, expected_revision: int | None = None) -> Object:
+        return await self._submit(update_write(obj, expected_revision))
+
+    async def delete(
+        self, kind: str, namespace: str | None, name: str, expected_revision: int | None = None
+    ) -> Object:
+        return await self._submit(delete_write(kind, namespace, name, expected_revision))
+
+    async def _submit(self, write: Write) -> Object:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("SqliteStore is bound to the event loop that first wrote to it")
+        if self._closed:
+            raise Unavailable("the store is closed")
+        future: asyncio.Future[Object] = loop.create_future()
+        self._writer.submit(write, future)
+        return await future
+
+    def _deliver(self, changes: list[Change], outcomes: list[Outcome]) -> None:
+        """Writer thread: a batch is committed (or failed); continue on the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        # The loop may close meanwhile; then nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._on_commit, changes, outcomes)
+
+    def _on_commit(self, changes: list[Change], outcomes: list[Outcome]) -> None:
+        # Publish before acknowledging: once a writer sees its result, every watcher that
+        # starts afterwards finds the change in history or in its live queue.
+        for change in changes:
+            self._hub.publish(change)
+        for future, outcome in outcomes:
+            if future.done():  # the caller was cancelled; the write happened regardless
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome.result)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, kind: str, namespace: str | None, name: str) -> Object:
+        return await self._read(_get, make_key(kind, namespace, name))
+
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: LabelSelector | None = None,
+    ) -> ListResult:
+        return await self._read(_list, kind, namespace, selector)
+
+    async def revision(self) -> int:
+        return self._hub.revision
+
+    def watch(
+        self,
+        since: int,
+        kind: str | None = None,
+        namespace: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        return self._hub.watch(since, kind, namespace)
+
+    async def _read_history(
+        self, since: int, until: int, kind: str | None, namespace: str | None
+    ) -> _Changes:
+        return await self._read(_history, since, until, kind, namespace)
+
+    async def _read(self, function: Callable[..., T], *args: object) -> T:
+        if self._closed:
+            raise Unavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._with_reader, function, *args)
+        return await loop.run_in_executor(self._readers, call)
+
+    def _with_reader(self, function: Callable[..., T], *args: object) -> T:
+        """Reader thread: run `function(connection, *args)` on this thread's connection."""
+        conn: sqlite3.Connection | None = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self._synchronous, reader=True)
+            self._reader_local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.append(conn)
+        return function(conn, *args)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit queued writes, end every watch, release the file."""
+        if self._closed:
+            return
+        self._closed = True
+        # The writer queues its last deliveries on the loop before stop() returns, so they run
+        # (FIFO) before we resume: watchers get every acknowledged change before they end.
+        await asyncio.to_thread(self._writer.stop)
+        self._hub.close()
+        await asyncio.to_thread(self._readers.shutdown)
+        with self._reader_conns_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._lock_file.close()
+
+    def _open_writer_connection(self) -> sqlite3.Connection:
+        conn = connect(self.path, self._synchronous, reader=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: cannot switch SQLite to WAL mode ({mode})")
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version not in (0, SCHEMA_VERSION):
+                raise RuntimeError(
+                    f"{self.path}: store schema version {version}, this shoal knows "
+                    f"{SCHEMA_VERSION}: use a matching shoal version or a new data directory"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executescript(SCHEMA)  # executescript commits the open transaction
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+class _LockFile:
+    """An flock held while the store is open; the kernel drops it if the process dies."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise RuntimeError(
+                f"{path} is locked: another shoal process has this store open"
+            ) from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _recent_changes(conn: sqlite3.Connection, limit: int) -> list[Change]:
+    rows = conn.execute(
+        "SELECT revision, type, kind, namespace, body FROM events ORDER BY revision DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [Change(row[1], row[0], row[2], row[3], row[4]) for row in reversed(rows)]
+
+
+# -- reader-thread functions (each gets the thread's connection) ---------------------------
+
+
+def _get(conn: sqlite3.Connection, key: Key) -> Object:
+    row = conn.execute(
+        "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"{describe(key)} not found")
+    result: Object = json.loads(row[0])
+    return result
+
+
+def _list(
+    conn: sqlite3.Connection, kind: str, namespace: str | None, selector: LabelSelector | None
+) -> ListResult:
+    query = "SELECT body FROM objects WHERE kind = ?"
+    params: tuple[str, ...] = (kind,)
+    if namespace is not None:
+        query += " AND namespace = ?"
+        params += (namespace,)
+    # One read transaction: the revision and the rows come from the same snapshot.
+    conn.execute("BEGIN")
+    try:
+        revision = read_meta(conn)["revision"]
+        rows = conn.execute(query + " ORDER BY namespace, name", params).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    items = [obj for obj in (json.loads(row[0]) for row in rows) if selected(obj, selector)]
+    return ListResult(items, revision)
+
+
+def _history(
+    conn: sqlite3.Connection, since: int, until: int, kind: str | None, namespace: str | None
+) -> list[Change]:
+    query = "SELECT revision, type, kind, namespace, body FROM events WHERE revision > ?"
+    query += " AND revision <= ?"
+    params: tuple[object, ...] = (since, until)
+    if kind is not None:
+        query += " AND kind = ?"
+        params += (kind,)
+    if namespace is not None:
+        query += " AND namespace = ?"
+        params += (namespace,)
+    conn.execute("BEGIN")
+    try:
+        compacted = read_meta(conn)["compacted"]
+        if since < compacted:
+            raise Gone(
+                f"revision {since} is compacted; the oldest revision a watch can start from "
+                f"is {compacted}: re-list and watch from the list's revision"
+            )
+        rows = conn.execute(query + " ORDER BY revision", params).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return [Change(row[1], row[0], row[2], row[3], row[4]) for row in rows]
