@@ -120,8 +120,8 @@ class ControllerManager:
         try:
             # Like WaitForCacheSync: a ReplicaSet reconciled before the pod cache is filled
             # would see no pods and create duplicates.
-            synced = asyncio.gather(*(i.synced.wait() for i in ctx.all_informers()))
-            stopped = asyncio.ensure_future(stop.wait())
+            synced: asyncio.Future[object] = asyncio.ensure_future(_all_synced(ctx))
+            stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
             await asyncio.wait([synced, stopped], return_when=asyncio.FIRST_COMPLETED)
             if not synced.done():
                 synced.cancel()
@@ -132,6 +132,12 @@ class ControllerManager:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ctx.recorder.close(), timeout=2.0)
+
+
+async def _all_synced(ctx: ControllerContext) -> object:
+    for informer in ctx.all_informers():
+        await informer.synced.wait()
+    return None
 
 
 async def run_controllers(client: AsyncClient, *, stop: asyncio.Event,
