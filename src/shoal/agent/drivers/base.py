@@ -58,6 +58,8 @@ class ProcessSpec:
     ports: Mapping[str, int] = field(default_factory=dict)
     primary_port: int | None = None
     limits: Limits = field(default_factory=Limits)
+    # The pod's Deployment (or other owner) name: sandboxed pods of one owner share a uid.
+    owner: str = ""
 
 
 @dataclass(frozen=True)
