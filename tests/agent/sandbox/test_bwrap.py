@@ -9,6 +9,7 @@ from shoal.agent.sandbox.bwrap import (
     LAUNCH_SCRIPT,
     SandboxLayout,
     bwrap_argv,
+    check_workdir,
     launcher_argv,
     sandbox_argv,
     setpriv_argv,
@@ -95,3 +96,12 @@ def test_launch_script_really_places_and_execs(tmp_path: pathlib.Path) -> None:
         check=False,
     )
     assert bad.returncode == 125
+
+
+def test_workdir_must_not_open_the_host() -> None:
+    assert check_workdir("/srv/pods/u1") is None
+    assert check_workdir("/var/lib/shoal/pods/u1", masked=["/var/lib/shoal"]) is None
+    for bad in ("/", "/etc", "/usr/", "/tmp", "relative/dir"):
+        assert check_workdir(bad) is not None, bad
+    assert "expose" in (check_workdir("/data", masked=["/data/shoal"]) or "")
+    assert "expose" in (check_workdir("/data/shoal", masked=["/data/shoal"]) or "")

@@ -38,6 +38,47 @@ LAUNCH_SCRIPT = (
 LAUNCH_FAILED_EXIT_CODE = 125
 
 
+# Directories a pod may never get read-write: binding one would undo the read-only host.
+PROTECTED_DIRS = frozenset(
+    [
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib64",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/var/tmp",
+    ]
+)
+
+
+def check_workdir(workdir: str, masked: Sequence[str] = ()) -> str | None:
+    """Why `workdir` cannot be a pod's read-write directory, or None when it can."""
+    normal = "/" + workdir.strip("/")
+    if not workdir.startswith("/"):
+        return f"working directory {workdir!r} must be an absolute path"
+    if normal in PROTECTED_DIRS:
+        return f"working directory {normal} is a system directory; give the pod its own directory"
+    for hidden in masked:
+        hidden_normal = "/" + hidden.strip("/")
+        if hidden_normal == normal or hidden_normal.startswith(normal + "/"):
+            return f"working directory {normal} would expose the agent's directory {hidden_normal}"
+    return None
+
+
 @dataclass(frozen=True)
 class SandboxLayout:
     """What the pod sees of the host filesystem and how it is named inside."""
