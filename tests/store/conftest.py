@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from store_samples import StoreFactory
 
 from shoal.store.base import Store
 from shoal.store.memory import MemoryStore
 from shoal.store.sqlite import SqliteStore
-
-StoreFactory = Callable[..., Store]
 
 
 @pytest.fixture(params=["memory", "sqlite"])

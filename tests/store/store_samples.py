@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from shoal.store.base import Store
+
+StoreFactory = Callable[..., Store]
+"""The `make_store` fixture (conftest.py): builds a store of the implementation under test."""
 
 
 def pod(name: str, namespace: str = "default", **labels: str) -> dict[str, Any]:

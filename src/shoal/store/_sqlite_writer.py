@@ -120,6 +120,8 @@ class GroupCommitWriter:
         self._history_limit = history_limit
         self._max_batch = max_batch
         self._deliver = deliver
+        self.commits = 0  # transactions committed; with `writes`, shows how well batching works
+        self.writes = 0
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="shoal-store-writer", daemon=True)
         self._thread.start()
@@ -180,7 +182,11 @@ class GroupCommitWriter:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
             self._revision, self._compacted = start, start_compacted
-            return [], [(request.token, error) for request in batch]
+            failure = ApiError(f"store write failed, nothing was written: {error}")
+            failure.__cause__ = error
+            return [], [(request.token, failure) for request in batch]
+        self.commits += 1
+        self.writes += len(changes)
         return changes, outcomes
 
     def _record_revision(self) -> None:

@@ -207,6 +207,16 @@ class SqliteStore:
                 self._reader_conns.append(conn)
         return function(conn, *args)
 
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics: committed transactions and writes (their ratio is the
+        group-commit batch size), open watches, the published revision."""
+        return {
+            "commits": self._writer.commits,
+            "writes": self._writer.writes,
+            "watchers": self._hub.watcher_count,
+            "revision": self._hub.revision,
+        }
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def close(self) -> None:
