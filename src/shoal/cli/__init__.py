@@ -1,0 +1,1 @@
+"""The `shoal` command line: one module per verb group, assembled in `shoal.cli.main`."""
