@@ -1,0 +1,183 @@
+"""Rollout progress: is a Deployment's rollout done, failing or still moving, and waiting for it.
+
+`rollout_state` is the pure judgement (kubectl's rules: the spec must be observed, every
+replica updated, no old replica left, every updated replica available; the controller's
+ProgressDeadlineExceeded condition is a failure). `wait_for_rollouts` follows Deployments
+through the watch API until each is done, showing a live rich progress bar on a terminal and
+one line per change otherwise. Used by `rollout status` and `apply --wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+
+from shoal.api.deployment import Deployment
+from shoal.api.meta import find_condition
+from shoal.cli.durations import format_seconds
+from shoal.cli.errors import CommandError
+from shoal.cli.watching import follow_object
+from shoal.client import AsyncClient
+
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """Where a rollout stands; `done` and `failed` are final."""
+
+    message: str
+    done: bool = False
+    failed: bool = False
+    desired: int = 0
+    ready: int = 0
+
+
+def rollout_state(deployment: Deployment | None, name: str) -> RolloutState:
+    """Judge a Deployment's rollout from its spec and status (None: it does not exist)."""
+    if deployment is None:
+        return RolloutState(f'deployment "{name}" not found (deleted?)', failed=True)
+    spec, status = deployment.spec, deployment.status
+    desired = spec.replicas
+    ready = min(status.updated_replicas, status.available_replicas)
+    if status.observed_generation < (deployment.metadata.generation or 0):
+        return RolloutState(
+            "Waiting for deployment spec update to be observed...", desired=desired, ready=ready
+        )
+    progressing = find_condition(status.conditions, "Progressing")
+    if progressing is not None and progressing.reason == PROGRESS_DEADLINE_EXCEEDED:
+        detail = f": {progressing.message}" if progressing.message else ""
+        return RolloutState(
+            f'deployment "{name}" exceeded its progress deadline{detail}',
+            failed=True,
+            desired=desired,
+            ready=ready,
+        )
+    prefix = f'Waiting for deployment "{name}" rollout to finish: '
+    if spec.paused:
+        message = (
+            f'deployment "{name}" is paused (resume it with '
+            f"`shoal rollout resume deployment/{name}`)"
+        )
+    elif status.updated_replicas < desired:
+        message = (
+            f"{prefix}{status.updated_replicas} out of {desired} new replicas have been updated..."
+        )
+    elif status.replicas > status.updated_replicas:
+        message = (
+            f"{prefix}{status.replicas - status.updated_replicas} old replicas are "
+            "pending termination..."
+        )
+    elif status.available_replicas < status.updated_replicas:
+        message = (
+            f"{prefix}{status.available_replicas} of {status.updated_replicas} updated "
+            "replicas are available..."
+        )
+    else:
+        return RolloutState(
+            f'deployment "{name}" successfully rolled out', done=True, desired=desired, ready=ready
+        )
+    return RolloutState(message, desired=desired, ready=ready)
+
+
+class _Display:
+    """Live bars on a terminal; one line per new message otherwise (logs, pipes, tests)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.fields[ref]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[message]}"),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.last: dict[str, str] = {}
+
+    def __enter__(self) -> _Display:
+        if self.live:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.live:
+            self.progress.stop()
+
+    def show(self, ref: str, state: RolloutState) -> None:
+        if not self.live:
+            if self.last.get(ref) != state.message:
+                self.console.print(state.message, markup=False, highlight=False)
+            self.last[ref] = state.message
+            return
+        if ref not in self.tasks:
+            self.tasks[ref] = self.progress.add_task("", ref=ref, message="", total=1)
+        self.progress.update(
+            self.tasks[ref],
+            total=max(state.desired, 1),
+            completed=state.ready,
+            message=state.message,
+        )
+        self.last[ref] = state.message
+
+
+async def _follow(
+    client: AsyncClient, namespace: str, name: str, display: _Display
+) -> RolloutState:
+    ref = f"deployment/{name}"
+    async for deployment in follow_object(client, Deployment, namespace, name):
+        state = rollout_state(deployment, name)
+        display.show(ref, state)
+        if state.done or state.failed:
+            return state
+    raise AssertionError("follow_object never ends")  # pragma: no cover
+
+
+async def _wait_all(
+    server: str, namespace: str, names: Sequence[str], seconds: float | None, console: Console
+) -> list[RolloutState]:
+    async with AsyncClient(server) as client:
+        with _Display(console) as display:
+            try:
+                async with asyncio.timeout(seconds):
+                    return list(
+                        await asyncio.gather(
+                            *(_follow(client, namespace, name, display) for name in names)
+                        )
+                    )
+            except TimeoutError:
+                pending = [
+                    f"deployment/{n}: {display.last.get(f'deployment/{n}', '')}" for n in names
+                ]
+                raise CommandError(
+                    f"timed out after {format_seconds(seconds or 0)} waiting for the rollout "
+                    "(" + "; ".join(pending) + ")"
+                ) from None
+
+
+def wait_for_rollouts(
+    server: str,
+    namespace: str,
+    names: Sequence[str],
+    timeout: float | None,
+    console: Console | None = None,
+) -> None:
+    """Block until every named Deployment has rolled out; CommandError on failure or timeout."""
+    if not names:
+        return
+    console = console or Console(highlight=False)
+    states = asyncio.run(_wait_all(server, namespace, names, timeout, console))
+    failures = [state.message for state in states if state.failed]
+    if failures:
+        raise CommandError("; ".join(failures))
+    if not console.is_terminal:
+        return
+    for state in states:
+        console.print(state.message, markup=False)
