@@ -171,7 +171,7 @@ async def _serve_main(host: str, port: int, data_dir: str | None) -> None:
 
     store: Store
     if data_dir:
-        from shoal.store.sqlite import SqliteStore  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+        from shoal.store.sqlite import SqliteStore  # noqa: PLC0415
 
         os.makedirs(data_dir, exist_ok=True)
         store = SqliteStore(os.path.join(data_dir, "shoal.db"))

@@ -137,12 +137,13 @@ class ToggleClient:
         """Call `listener()` (on the sync thread) after every snapshot change."""
         self._listeners.append(listener)
 
-    def close(self, wait_seconds: float = 0.5) -> None:
-        """Stop syncing; answers keep coming from the last snapshot.
+    def close(self, wait_seconds: float = 0.0) -> None:
+        """Stop syncing; answers keep coming from the last snapshot. Returns at once.
 
-        A stream read blocked in another thread cannot be interrupted portably: the pool is
-        closed and the (daemon) sync thread ends at the next line the server sends (a
-        BOOKMARK comes every ~5 s). `close` waits at most `wait_seconds` for it.
+        A stream read blocked in the sync thread cannot be interrupted through the API
+        client: its pool is closed and the (daemon) thread ends at the next line the server
+        sends (a BOOKMARK comes every ~5 s) or when the server closes the stream. Pass
+        `wait_seconds` to wait for that.
         """
         self._stop.set()
         with self._http_lock:
