@@ -200,6 +200,39 @@ async def test_active_requests_and_cluster_stats(
     assert stats.p99_ms is not None and stats.p99_ms >= 1000  # the 1.5 s request
 
 
+async def test_draining_endpoint_gets_no_new_requests_but_its_in_flight_ones_stay_visible(
+    envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
+) -> None:
+    old, new = upstreams("old"), upstreams("new")
+    port = free_port()
+    admin = envoy.supervisor.admin
+
+    def with_old(draining: bool) -> RoutingTable:
+        endpoints = (
+            Endpoint("127.0.0.1", old.port, draining=draining),
+            Endpoint("127.0.0.1", new.port),
+        )
+        return RoutingTable((single("l", port, "c"),), (UpstreamCluster("c", endpoints),))
+
+    await apply_and_confirm(envoy.writer, admin, with_old(False))
+    async with httpx.AsyncClient(timeout=10) as client:
+        slow: list[asyncio.Task[httpx.Response]] = []
+        for _ in range(100):  # round robin: some slow request lands on `old` quickly
+            slow.append(
+                asyncio.create_task(
+                    client.get(f"http://127.0.0.1:{port}/", headers={"x-delay-ms": "1500"})
+                )
+            )
+            await asyncio.sleep(0.01)
+            if await admin.active_requests("c", "127.0.0.1", old.port) >= 1:
+                break
+        await apply_and_confirm(envoy.writer, admin, with_old(True))
+        assert await bodies(port, 10) == Counter({"new": 10})
+        assert await admin.active_requests("c", "127.0.0.1", old.port) >= 1
+        assert await admin.wait_drained("c", "127.0.0.1", old.port, timeout_s=5)
+        assert all(r.status_code == 200 for r in await asyncio.gather(*slow))
+
+
 async def test_preview_listener_and_cluster_removal(
     envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
 ) -> None:

@@ -213,12 +213,17 @@ class EnvoyAdmin:
     async def wait_drained(
         self, cluster: str, host: str, port: int, timeout_s: float, interval: float = 0.05
     ) -> bool:
-        """Wait until the endpoint has no request in flight; False when `timeout_s` ran out."""
+        """Wait until the endpoint has had no request in flight for two polls in a row (a worker
+        thread may still be picking it up right after a confirm); False when `timeout_s` ran
+        out. Meaningful for an endpoint marked `draining`: a removed one is no longer listed."""
         deadline = time.monotonic() + timeout_s
-        while await self.active_requests(cluster, host, port) > 0:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(interval)
+        zeros = 0
+        while zeros < 2:
+            zeros = zeros + 1 if await self.active_requests(cluster, host, port) == 0 else 0
+            if zeros < 2:
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(interval)
         return True
 
     async def cluster_stats(self, cluster: str) -> ClusterStats:

@@ -33,6 +33,10 @@ class Endpoint:
     host: str
     port: int
     weight: int | None = None  # load-balancing weight inside the cluster (1..128); None = equal
+    # Draining: Envoy sends it no new requests but keeps it listed in /clusters, so its
+    # in-flight requests (rq_active) stay visible until they finish. A removed endpoint
+    # vanishes from /clusters at once, in-flight requests included: drain first, then remove.
+    draining: bool = False
 
 
 @dataclass(frozen=True, slots=True)

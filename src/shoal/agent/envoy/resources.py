@@ -96,6 +96,8 @@ def build_endpoints(cluster: UpstreamCluster) -> dict[str, Any]:
         }
         if ep.weight is not None:
             entry["load_balancing_weight"] = ep.weight
+        if ep.draining:
+            entry["health_status"] = "DRAINING"
         lb_endpoints.append(entry)
     return {
         _TYPE: ENDPOINTS_TYPE,
