@@ -156,12 +156,7 @@ async def driver(data_dir: Path) -> AsyncIterator[SandboxDriver]:
         assert cgroup is not None
         assert not cgroup.pids()
         assert_removed(cgroup.to_state())
-    hierarchy = sandbox_driver._cgroups()
-    if not isinstance(hierarchy, str):
-        for base in hierarchy.base.values():
-            for level in (base / "node-t", base):
-                if level.name.startswith(("shoal-test-", "node-t")) and level.exists():
-                    os.rmdir(level)
+    sandbox_driver.remove_node_cgroups()
 
 
 def pod_spec(pods_root: Path, name: str, argv: list[str], **changes: object) -> ProcessSpec:

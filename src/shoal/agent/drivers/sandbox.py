@@ -298,6 +298,12 @@ class SandboxDriver:
         usage = box.cgroup.usage()
         return TaskInfo(True, box.cgroup.pids(), usage.cpu_ns / 1e9, usage.memory_bytes)
 
+    def remove_node_cgroups(self) -> None:
+        """At graceful agent shutdown, after every pod stopped: remove the empty parents."""
+        hierarchy = self._cgroups()
+        if isinstance(hierarchy, CgroupHierarchy):
+            hierarchy.remove_node(self._node)
+
     def managed(self) -> list[TaskHandle]:
         """Handles this driver currently watches (started or recovered, not yet stopped)."""
         return [box.handle for box in self._sandboxes.values()]

@@ -268,6 +268,14 @@ class CgroupHierarchy:
             return PodCgroupV2(self.base[""] / node / pod_uid, self.base["root"])
         return PodCgroupV1({c: path / node / pod_uid for c, path in self.base.items()})
 
+    def remove_node(self, node: str) -> None:
+        """Best effort at agent shutdown: drop `<parent>/<node>` and `<parent>` when empty."""
+        bases = [path for key, path in self.base.items() if key != "root"]
+        for base in dict.fromkeys(bases):
+            for level in (base / node, base):
+                with contextlib.suppress(OSError):
+                    os.rmdir(level)
+
 
 def pod_cgroup_from_state(state: Mapping[str, Any]) -> PodCgroup | None:
     """Rebuild a pod's cgroup from a persisted task handle (None when it had none)."""
