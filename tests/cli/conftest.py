@@ -1,0 +1,88 @@
+"""Fixtures for the CLI tests: the `shoal` app under typer's CliRunner, and a real control
+plane (API server + controllers, `control_plane.py`) in a child process on a free port."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from shoal.cli.main import app
+
+HERE = Path(__file__).parent
+_namespaces = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Shoal:
+    """Runs `shoal ARGS...` against one server, in this process."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, stdin: str | None = None) -> tuple[int, str]:
+        result = self.runner.invoke(app, ["--server", self.server, *args], input=stdin)
+        return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir = tmp_path_factory.mktemp("shoal-data")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "control_plane.py"),
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"control plane exited with {process.returncode}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("control plane did not start within 30 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()  # by pid: Popen signals exactly the child it started
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+def shoal(server_url: str) -> Shoal:
+    return Shoal(server_url)
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh namespace per test: tests share one server but never each other's objects."""
+    return f"t{next(_namespaces)}"
