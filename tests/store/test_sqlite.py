@@ -33,6 +33,11 @@ async def collect(store: SqliteStore, since: int, count: int) -> list[WatchEvent
     return events
 
 
+def parse_acknowledgement(line: bytes) -> tuple[str, int, int]:
+    name, revision, count = line.decode().split()
+    return name, int(revision), int(count)
+
+
 async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -45,8 +50,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         while len(acknowledged) < 600:
             line = await asyncio.wait_for(child.stdout.readline(), timeout=60)
             assert line, "the writer child died on its own"
-            name, revision, count = line.split()
-            acknowledged.append((name.decode(), int(revision), int(count)))
+            acknowledged.append(parse_acknowledgement(line))
         os.kill(child.pid, signal.SIGKILL)
         # lines printed before the kill landed are acknowledged writes too
         rest = await asyncio.wait_for(child.stdout.read(), timeout=30)
@@ -56,9 +60,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             os.kill(child.pid, signal.SIGKILL)
             await child.wait()
     assert child.returncode == -signal.SIGKILL
-    for line in rest.splitlines():
-        name, revision, count = line.split()
-        acknowledged.append((name.decode(), int(revision), int(count)))
+    acknowledged.extend(parse_acknowledgement(line) for line in rest.splitlines())
 
     store = SqliteStore(path)
     try:

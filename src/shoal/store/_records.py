@@ -9,15 +9,16 @@ tiny `Table` protocol, so the two cannot drift apart.
 Objects are kept as JSON text: text is an immutable snapshot (nobody can mutate what the store
 holds), it is what SQLite stores anyway, and `json.loads` is the cheapest deep copy Python has
 (several times faster than `copy.deepcopy`), which matters because every reader and every
-watcher gets its own copy.
+watcher gets its own copy. Each write is serialized exactly once, by its caller; the
+resourceVersion is not in the text but added when an object is handed out (`materialize`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from shoal.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from shoal.api.selectors import LabelSelector
@@ -45,9 +46,13 @@ class Change:
     namespace: str
     body: str
 
+    def to_object(self) -> Object:
+        """A fresh copy of the object, with resourceVersion set to this change's revision."""
+        return materialize(self.body, self.revision)
+
     def to_event(self) -> WatchEvent:
         """A fresh event whose object the receiver may mutate."""
-        return WatchEvent(self.type, json.loads(self.body), self.revision)
+        return WatchEvent(self.type, self.to_object(), self.revision)
 
     def matches(self, kind: str | None, namespace: str | None) -> bool:
         return (kind is None or kind == self.kind) and (
@@ -65,16 +70,14 @@ class Table(Protocol):
     def remove(self, key: Key) -> None: ...
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Write:
-    """A write request. `obj` is the store's private copy; `result` is filled by `apply_write`
-    and handed to the caller as is (nothing else references it)."""
+    """A write request; `body` is the new object's JSON (None for delete)."""
 
     action: Action
     key: Key
-    obj: Object | None = None
+    body: str | None = None
     expected_revision: int | None = None
-    result: Object = field(default_factory=dict)
 
 
 def make_key(kind: str, namespace: str | None, name: str) -> Key:
@@ -86,32 +89,41 @@ def describe(key: Key) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
-def private_copy(obj: Object) -> tuple[Key, Object]:
-    """Snapshot a caller's object (later mutations by the caller cannot reach the store) and
-    check the little the store itself relies on. Runs before the write is queued."""
-    try:
-        copy: Any = json.loads(json.dumps(obj))
-    except (TypeError, ValueError) as error:
-        raise Invalid(f"object is not JSON-serializable: {error}") from error
-    if not isinstance(copy, dict) or not isinstance(copy.get("metadata"), dict):
+def materialize(body: str, revision: int) -> Object:
+    """Bodies are stored without resourceVersion (it is the row's revision), so a deletion
+    can reuse the last body as is and the writer never parses or re-serializes JSON."""
+    obj: Object = json.loads(body)
+    obj["metadata"]["resourceVersion"] = str(revision)
+    return obj
+
+
+def serialize(obj: Object) -> tuple[Key, str]:
+    """Snapshot a caller's object as JSON (later mutations by the caller cannot reach the
+    store) and check the little the store itself relies on. Runs before the write is queued."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(metadata, dict):
         raise Invalid("object needs a metadata mapping")
-    kind, name = copy.get("kind"), copy["metadata"].get("name")
+    kind, name, namespace = obj.get("kind"), metadata.get("name"), metadata.get("namespace")
     if not isinstance(kind, str) or not kind or not isinstance(name, str) or not name:
         raise Invalid("object needs kind and metadata.name")
-    namespace = copy["metadata"].get("namespace") or ""
-    if not isinstance(namespace, str):
+    if namespace is not None and not isinstance(namespace, str):
         raise Invalid("metadata.namespace must be a string")
-    return (kind, namespace, name), copy
+    stored_metadata = {k: v for k, v in metadata.items() if k != "resourceVersion"}
+    try:
+        body = json.dumps({**obj, "metadata": stored_metadata}, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise Invalid(f"object is not JSON-serializable: {error}") from error
+    return (kind, namespace or "", name), body
 
 
 def create_write(obj: Object) -> Write:
-    key, copy = private_copy(obj)
-    return Write("create", key, copy)
+    key, body = serialize(obj)
+    return Write("create", key, body)
 
 
 def update_write(obj: Object, expected_revision: int | None) -> Write:
-    key, copy = private_copy(obj)
-    return Write("update", key, copy, expected_revision)
+    key, body = serialize(obj)
+    return Write("update", key, body, expected_revision)
 
 
 def delete_write(
@@ -123,8 +135,8 @@ def delete_write(
 def apply_write(write: Write, table: Table, revision: int) -> Change:
     """Apply one write as revision `revision`, or raise without touching the table.
 
-    Sets `write.result`: the stored object for create/update, the last state stamped with the
-    deletion revision for delete (the same object the DELETED event carries).
+    The change's body is the stored object for create/update and the last state for delete
+    (so the DELETED event and delete's answer carry it, at the deletion's revision).
     """
     current = table.read(write.key)
     if write.action == "create":
@@ -138,18 +150,13 @@ def apply_write(write: Write, table: Table, revision: int) -> Change:
             f"expected {write.expected_revision}): re-read it and retry"
         )
 
-    if write.action == "delete":
-        assert current is not None  # checked above; tells the type checker
-        obj: Object = json.loads(current[1])
+    if write.body is None:
+        assert current is not None  # a delete of an existing object; tells the type checker
+        body = current[1]
         table.remove(write.key)
     else:
-        assert write.obj is not None
-        obj = write.obj
-    obj["metadata"]["resourceVersion"] = str(revision)
-    body = json.dumps(obj, separators=(",", ":"))
-    if write.action != "delete":
+        body = write.body
         table.write(write.key, revision, body)
-    write.result = obj
     kind, namespace, _ = write.key
     return Change(_EVENT_TYPES[write.action], revision, kind, namespace, body)
 

@@ -50,8 +50,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-Outcome = tuple[Any, Write | BaseException]
-"""(the caller's token, its applied write or the error to raise)."""
+Outcome = tuple[Any, Change | BaseException]
+"""(the caller's token, its committed change or the error to raise)."""
 
 Deliver = Callable[[list[Change], list[Outcome]], None]
 
@@ -173,7 +173,7 @@ class GroupCommitWriter:
                     (change.revision, change.type, change.kind, change.namespace, change.body),
                 )
                 changes.append(change)
-                outcomes.append((request.token, request.write))
+                outcomes.append((request.token, change))
             if changes:
                 self._record_revision()
             self._conn.execute("COMMIT")

@@ -9,7 +9,6 @@ commit), which makes each one atomic; history keeps the last `history_limit` cha
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from shoal.api.errors import NotFound
@@ -22,6 +21,7 @@ from shoal.store._records import (
     delete_write,
     describe,
     make_key,
+    materialize,
     selected,
     update_write,
 )
@@ -59,8 +59,7 @@ class MemoryStore:
         row = self._table.read(key)
         if row is None:
             raise NotFound(f"{describe(key)} not found")
-        result: Object = json.loads(row[1])
-        return result
+        return materialize(row[1], row[0])
 
     async def list(
         self,
@@ -69,10 +68,10 @@ class MemoryStore:
         selector: LabelSelector | None = None,
     ) -> ListResult:
         items = []
-        for (row_kind, row_namespace, _), (_, body) in sorted(self._table.rows.items()):
+        for (row_kind, row_namespace, _), (revision, body) in sorted(self._table.rows.items()):
             if row_kind != kind or (namespace is not None and namespace != row_namespace):
                 continue
-            obj: Object = json.loads(body)
+            obj = materialize(body, revision)
             if selected(obj, selector):
                 items.append(obj)
         return ListResult(items, self._hub.revision)
@@ -102,4 +101,4 @@ class MemoryStore:
     def _commit(self, write: Write) -> Object:
         change = apply_write(write, self._table, self._hub.revision + 1)
         self._hub.publish(change)
-        return write.result
+        return change.to_object()

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-import json
 import os
 import sqlite3
 import threading
@@ -57,6 +56,7 @@ from shoal.store._records import (
     delete_write,
     describe,
     make_key,
+    materialize,
     selected,
     update_write,
 )
@@ -135,9 +135,10 @@ class SqliteStore:
             raise RuntimeError("SqliteStore is bound to the event loop that first wrote to it")
         if self._closed:
             raise Unavailable("the store is closed")
-        future: asyncio.Future[Object] = loop.create_future()
+        future: asyncio.Future[Change] = loop.create_future()
         self._writer.submit(write, future)
-        return await future
+        change = await future
+        return change.to_object()
 
     def _deliver(self, changes: list[Change], outcomes: list[Outcome]) -> None:
         """Writer thread: a batch is committed (or failed); continue on the event loop."""
@@ -159,7 +160,7 @@ class SqliteStore:
             if isinstance(outcome, BaseException):
                 future.set_exception(outcome)
             else:
-                future.set_result(outcome.result)
+                future.set_result(outcome)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -288,18 +289,17 @@ def _recent_changes(conn: sqlite3.Connection, limit: int) -> list[Change]:
 
 def _get(conn: sqlite3.Connection, key: Key) -> Object:
     row = conn.execute(
-        "SELECT body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key
+        "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key
     ).fetchone()
     if row is None:
         raise NotFound(f"{describe(key)} not found")
-    result: Object = json.loads(row[0])
-    return result
+    return materialize(row[1], row[0])
 
 
 def _list(
     conn: sqlite3.Connection, kind: str, namespace: str | None, selector: LabelSelector | None
 ) -> ListResult:
-    query = "SELECT body FROM objects WHERE kind = ?"
+    query = "SELECT revision, body FROM objects WHERE kind = ?"
     params: tuple[str, ...] = (kind,)
     if namespace is not None:
         query += " AND namespace = ?"
@@ -311,7 +311,8 @@ def _list(
         rows = conn.execute(query + " ORDER BY namespace, name", params).fetchall()
     finally:
         conn.execute("COMMIT")
-    items = [obj for obj in (json.loads(row[0]) for row in rows) if selected(obj, selector)]
+    objects = (materialize(body, revision) for revision, body in rows)
+    items = [obj for obj in objects if selected(obj, selector)]
     return ListResult(items, revision)
 
 
