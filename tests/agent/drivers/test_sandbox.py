@@ -28,10 +28,12 @@ from shoal.agent.drivers.sandbox import (
     REASON_UNAVAILABLE,
     SandboxDriver,
     translate_exit,
+    unreachable_ancestor,
 )
 from shoal.agent.ports import PortAllocator
 from shoal.agent.sandbox.availability import sandbox_available
 from shoal.agent.sandbox.cgroups import pod_cgroup_from_state
+from shoal.agent.sandbox.identity import Identity
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 PY = shutil.which("python3", path=SYSTEM_PATH) or "python3"
@@ -425,3 +427,30 @@ def test_setuid_copy_would_work_outside_the_sandbox(tmp_path: Path) -> None:
             check=False,
         )
     assert "euid=0" in done.stdout
+
+
+@pytest.mark.e2e
+@needs_sandbox
+async def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(
+    driver: SandboxDriver, pods_root: Path
+) -> None:
+    code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"  # noqa: E501
+    spec = pod_spec(pods_root, "stubborn", [PY, "-c", code])
+    handle = await start(driver, spec)
+    await wait_for(spec.log_path, "up")
+    pids = (await driver.inspect(handle)).pids
+    status = await asyncio.wait_for(driver.stop(handle, 0.3), LIMIT)
+    assert status.signal == signal.SIGKILL
+    assert gone(pids)
+
+
+def test_workdir_must_be_reachable_by_the_pod_uid(pods_root: Path) -> None:
+    identity = Identity(200_321, 200_321)
+    private = pods_root / "private"
+    private.mkdir(mode=0o700)
+    (private / "work").mkdir()
+    assert unreachable_ancestor(pods_root, identity) is None
+    problem = unreachable_ancestor(private / "work", identity)
+    assert problem is not None and str(private) in problem and "chmod o+x" in problem
+    os.chown(private, identity.uid, identity.gid)  # its own directory is fine
+    assert unreachable_ancestor(private / "work", identity) is None
