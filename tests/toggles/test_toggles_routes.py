@@ -133,3 +133,10 @@ async def test_bad_evaluate_body_names_the_field(api: httpx.AsyncClient) -> None
     )
     assert answer.status_code == 422
     assert [c["field"] for c in answer.json()["details"]["causes"]] == ["context"]
+
+
+async def test_openapi_describes_the_kind_and_the_evaluate_routes(api: httpx.AsyncClient) -> None:
+    document = (await api.get("/openapi.json")).json()
+    assert "FeatureToggle" in document["components"]["schemas"]
+    assert "/api/v1/namespaces/{namespace}/toggles/evaluate" in document["paths"]
+    assert "/toggles" in document["paths"]
