@@ -27,6 +27,7 @@ from shoal.agent.drivers.sandbox import (
     REASON_OOM_KILLED,
     REASON_UNAVAILABLE,
     SandboxDriver,
+    driver_name_for,
     translate_exit,
     unreachable_ancestor,
 )
@@ -382,6 +383,13 @@ async def test_stop_leaves_no_daemon_and_usage_is_read(
     assert info.running and len(info.pids) >= 4  # bwrap, bwrap init, leader, daemon
     usage = driver.usage(handle)
     assert usage.memory_bytes > 0 and usage.pids >= len(info.pids)  # + unreaped zombies
+    assert driver.usage_all()[spec.pod_uid].pids >= len(info.pids)
+    cgroup = pod_cgroup_from_state(handle.driver_state)
+    assert cgroup is not None
+    if cgroup.version == 1:  # the default pids limit applies when the pod sets none
+        assert cgroup.to_state()["cgroup_dirs"]["pids"]
+        pids_max = Path(cgroup.to_state()["cgroup_dirs"]["pids"]) / "pids.max"
+        assert pids_max.read_text().strip() == "4096"
     status = await driver.stop(handle, 5)
     assert status.signal == signal.SIGTERM  # the leader got SIGTERM, not bwrap
     assert gone(info.pids)
@@ -442,6 +450,12 @@ async def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(
     status = await asyncio.wait_for(driver.stop(handle, 0.3), LIMIT)
     assert status.signal == signal.SIGKILL
     assert gone(pids)
+
+
+def test_isolation_selects_the_driver() -> None:
+    assert driver_name_for("none") == "process"
+    assert driver_name_for("sandbox") == "sandbox"
+    assert driver_name_for(None) == "sandbox"  # never a silent downgrade
 
 
 def test_workdir_must_be_reachable_by_the_pod_uid(pods_root: Path) -> None:

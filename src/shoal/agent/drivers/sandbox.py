@@ -23,6 +23,16 @@ whatever else is left in the PID namespace, and the outer bwrap exits with the s
 
 Exit reasons: OOMKilled when the cgroup counted an OOM kill and the pod did not succeed;
 SandboxUnavailable when the node cannot sandbox (no silent downgrade to a plain process).
+
+Requirements on the caller: the pod's working directory is bound read-write and everything else
+is read-only, so give each pod its own directory, owned by (or writable for) its uid, whose
+ancestors are searchable by any uid (bwrap runs as the pod's uid; a 0700 parent such as
+pytest's tmp dir or /root fails with a clear StartError). Pass the agent's data directory in
+`masked_dirs` so pods see it empty (its logs, state and the other pods' directories). Pods without
+a pids limit get `default_pids_limit`, so a fork bomb never takes the node down.
+
+Zombies: bwrap's outer process may exit a moment before its init child, which is then reparented
+to the host's init (or the nearest subreaper) and reaped there; it is already out of the cgroup.
 """
 
 from __future__ import annotations
@@ -121,6 +131,12 @@ def unreachable_ancestor(workdir: Path, identity: Identity) -> str | None:
     return None
 
 
+def driver_name_for(isolation: str | None) -> str:
+    """Which driver runs a pod: `isolation: none` -> "process", absent or "sandbox" ->
+    "sandbox" (which fails with SandboxUnavailable where the node cannot sandbox)."""
+    return "process" if isolation == "none" else "sandbox"
+
+
 class SandboxDriver:
     """Driver for sandboxed pods. One per node; `node_name` names the cgroup parent."""
 
@@ -129,15 +145,18 @@ class SandboxDriver:
     def __init__(
         self,
         node_name: str,
+        *,
         masked_dirs: Sequence[Path] = (),
         host_env: Mapping[str, str] | None = None,
         cgroup_parent: str = "shoal",
         leftover_timeout: float = 5.0,
+        default_pids_limit: int | None = 4096,
     ) -> None:
         self._node = node_name
         self._masked = [str(path) for path in masked_dirs]
         self._host_env = dict(os.environ if host_env is None else host_env)
         self._cgroup_parent = cgroup_parent
+        self._default_pids = default_pids_limit
         self._processes = ProcessDriver(self._host_env, leftover_timeout)
         self._sandboxes: dict[int, _Sandbox] = {}
         self._bwrap = shutil.which("bwrap") or "bwrap"
@@ -182,7 +201,10 @@ class SandboxDriver:
         try:
             await cgroup.kill_all()  # a leftover of this pod's previous run, if any
             await cgroup.remove()
-            cgroup.create(spec.limits)
+            limits = spec.limits
+            if limits.pids is None and self._default_pids is not None:
+                limits = dataclasses.replace(limits, pids=self._default_pids)
+            cgroup.create(limits)
         except CgroupError as error:
             return StartError(REASON_SANDBOX_ERROR, str(error))
         layout = SandboxLayout(
@@ -290,6 +312,10 @@ class SandboxDriver:
         box = self._sandboxes.get(handle.pid)
         cgroup = box.cgroup if box is not None else pod_cgroup_from_state(handle.driver_state)
         return cgroup.usage() if cgroup is not None else Usage()
+
+    def usage_all(self) -> dict[str, Usage]:
+        """Usage of every pod this driver runs, by pod uid (`shoal top pods`, node accounting)."""
+        return {box.handle.pod_uid: box.cgroup.usage() for box in self._sandboxes.values()}
 
     async def inspect(self, handle: TaskHandle) -> TaskInfo:
         box = self._sandboxes.get(handle.pid)
