@@ -7,6 +7,10 @@ finish, the test marks pods ready through the status API, as the agent would.
 from __future__ import annotations
 
 import json
+import select
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -279,3 +283,90 @@ def test_unknown_kind_and_version(shoal: Shoal) -> None:
 def test_logs_report_clearly(shoal: Shoal, namespace: str) -> None:
     code, out = shoal("logs", "no-such-pod", "-n", namespace)
     assert code == 1 and "not found" in out and "Traceback" not in out
+
+
+def test_get_several_kinds(shoal: Shoal, namespace: str, tmp_path: Path) -> None:
+    shoal(
+        "apply",
+        "-f",
+        write(tmp_path / "app.yaml", deployment_doc(), service_doc()),
+        "-n",
+        namespace,
+    )
+    code, out = shoal("get", "deploy,svc", "-n", namespace)
+    assert code == 0, out
+    headers = [line.split()[:2] for line in out.splitlines() if line.startswith("NAME")]
+    assert headers == [["NAME", "READY"], ["NAME", "PORT"]]
+    code, out = shoal("get", "deploy,svc", "-n", namespace, "-o", "json")
+    assert [item["kind"] for item in json.loads(out)["items"]] == ["Deployment", "Service"]
+
+
+def test_get_watch_streams_changes(
+    shoal: Shoal, namespace: str, tmp_path: Path, server_url: str
+) -> None:
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shoal.cli.main",
+            "--server",
+            server_url,
+            "get",
+            "deployments",
+            "-w",
+            "-n",
+            namespace,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let the watcher list and start watching; a late start still passes
+        shoal(
+            "apply", "-f", write(tmp_path / "app.yaml", deployment_doc("watched")), "-n", namespace
+        )
+        assert watcher.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any(line.startswith("watched ") for line in lines):
+            ready, _, _ = select.select([watcher.stdout], [], [], 0.5)
+            if ready:
+                lines.append(watcher.stdout.readline())
+            assert time.monotonic() < deadline, f"no row for the new deployment: {lines}"
+        assert any(line.startswith("NAME ") for line in lines)
+    finally:
+        watcher.terminate()  # by pid
+        watcher.wait(timeout=10)
+
+
+def test_apply_wait_follows_the_rollout(
+    shoal: Shoal, namespace: str, tmp_path: Path, server_url: str
+) -> None:
+    stop = threading.Event()
+
+    def agent() -> None:
+        with Client(server_url) as client:
+            while not stop.is_set():
+                _mark_pods_ready(client, namespace)
+                time.sleep(0.2)
+
+    helper = threading.Thread(target=agent)
+    helper.start()
+    try:
+        code, out = shoal(
+            "apply",
+            "-f",
+            write(tmp_path / "app.yaml", deployment_doc(replicas=2)),
+            "-n",
+            namespace,
+            "--wait",
+            "--timeout",
+            "30s",
+        )
+    finally:
+        stop.set()
+        helper.join(timeout=10)
+    assert code == 0, out
+    assert out.splitlines()[0] == "deployment/web created"
+    assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'

@@ -112,9 +112,57 @@ def follow_changes(
             typer.echo(stream.line(row[0]))
 
 
+def list_kind(
+    client: Client, cls: type[Resource], kind: str, scope: str | None, selector: str | None
+) -> tuple[list[Resource], int]:
+    """Objects of one kind and the list's revision; an unknown kind is a clear error."""
+    try:
+        listing = client.list(cls, namespace=scope, selector=selector)
+    except NotFound as error:
+        if is_generic(cls):
+            raise CommandError(
+                f"the server does not serve kind {kind!r} (known: {known_kinds()})"
+            ) from error
+        raise
+    return list(listing.items), listing.revision
+
+
+def get_many(
+    client: Client,
+    kinds: list[str],
+    namespace: str,
+    *,
+    selector: str | None,
+    output: str | None,
+    all_namespaces: bool,
+) -> None:
+    """`get deploy,rs,po`: one table per kind (blank line between), or one List."""
+    found: list[tuple[list[Resource], bool]] = []
+    for kind in kinds:
+        cls = resolve(kind)
+        scope = namespace if cls.NAMESPACED and not all_namespaces else None
+        objects, _revision = list_kind(client, cls, kind, scope, selector)
+        found.append((objects, all_namespaces and cls.NAMESPACED))
+    if output in ("json", "yaml"):
+        everything = [obj for objects, _ in found for obj in objects]
+        typer.echo(render_document(list_document(everything, None), output))
+        return
+    printed = False
+    for objects, with_namespace_column in found:
+        if not objects:
+            continue
+        if printed and output != "name":
+            typer.echo("")
+        print_objects(objects, output, None, with_namespace_column, False)
+        printed = True
+    if not printed:
+        typer.echo(no_resources_message(None if all_namespaces else namespace), err=True)
+
+
 def get_command(
     kind: Annotated[
-        str, typer.Argument(help="Kind (pods, deploy, rs, svc, nodes, events, ...) or KIND/NAME")
+        str,
+        typer.Argument(help="Kind (pods, deploy, rs, svc, nodes, events, ...), KIND/NAME or a,b"),
     ],
     name: Annotated[str | None, typer.Argument(help="Only this object")] = None,
     *,
@@ -128,8 +176,22 @@ def get_command(
     """Show objects of a kind, in a table or as JSON/YAML."""
     check_format(output)
     kind, name = split_reference(kind, name)
-    cls = resolve(kind)
     where = target(server, namespace)
+    kinds = [part for part in kind.split(",") if part]
+    if len(kinds) > 1:
+        if name is not None or watch:
+            raise typer.BadParameter("several kinds (a,b) take neither a NAME nor --watch")
+        with connect(where) as client:
+            get_many(
+                client,
+                kinds,
+                where.namespace,
+                selector=selector,
+                output=output,
+                all_namespaces=all_namespaces,
+            )
+        return
+    cls = resolve(kind)
     all_namespaces = all_namespaces and cls.NAMESPACED and name is None
     scope = where.namespace if cls.NAMESPACED and not all_namespaces else None
     with connect(where) as client:
@@ -138,15 +200,7 @@ def get_command(
             objects: list[Resource] = [obj]
             revision = int(obj.metadata.resource_version or 0)
         else:
-            try:
-                listing = client.list(cls, namespace=scope, selector=selector)
-            except NotFound as error:
-                if is_generic(cls):
-                    raise CommandError(
-                        f"the server does not serve kind {kind!r} (known: {known_kinds()})"
-                    ) from error
-                raise
-            objects, revision = list(listing.items), listing.revision
+            objects, revision = list_kind(client, cls, kind, scope, selector)
         if not objects and output not in ("json", "yaml"):
             typer.echo(no_resources_message(scope), err=True)
             stream = None

@@ -10,7 +10,7 @@ that has no such route yet is told apart from a missing pod by checking the pod 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import httpx
 import typer
@@ -54,15 +54,11 @@ def pod_name(ref: str) -> str:
     return name
 
 
-def stream_logs(where: Target, pod: str, params: dict[str, str]) -> None:
-    """Copy the log stream to stdout as it arrives."""
-    # A followed log may be silent for a long time: no read timeout then.
-    read_timeout = None if params.get("follow") == "true" else CONNECT_TIMEOUT_SECONDS
-    timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=read_timeout)
-    with (
-        httpx.Client(base_url=where.server, timeout=timeout) as http,
-        http.stream("GET", log_path(where.namespace, pod), params=params) as response,
-    ):
+def copy_logs(
+    http: httpx.Client, where: Target, pod: str, params: dict[str, str], out: TextIO
+) -> None:
+    """Copy the pod's log stream to `out` as it arrives; API errors raised typed."""
+    with http.stream("GET", log_path(where.namespace, pod), params=params) as response:
         if response.status_code >= 400:
             response.read()
             try:
@@ -74,10 +70,18 @@ def stream_logs(where: Target, pod: str, params: dict[str, str]) -> None:
                         "(no /log endpoint; upgrade the server)"
                     ) from error
                 raise
-        out = sys.stdout
         for chunk in response.iter_text():
             out.write(chunk)
             out.flush()
+
+
+def stream_logs(where: Target, pod: str, params: dict[str, str]) -> None:
+    """Print the pod's log to stdout."""
+    # A followed log may be silent for a long time: no read timeout then.
+    read_timeout = None if params.get("follow") == "true" else CONNECT_TIMEOUT_SECONDS
+    timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=read_timeout)
+    with httpx.Client(base_url=where.server, timeout=timeout) as http:
+        copy_logs(http, where, pod, params, sys.stdout)
 
 
 def logs_command(
