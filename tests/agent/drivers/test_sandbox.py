@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -468,3 +469,72 @@ def test_workdir_must_be_reachable_by_the_pod_uid(pods_root: Path) -> None:
     assert problem is not None and str(private) in problem and "chmod o+x" in problem
     os.chown(private, identity.uid, identity.gid)  # its own directory is fine
     assert unreachable_ancestor(private / "work", identity) is None
+
+
+AGENT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from pathlib import Path
+    from shoal.agent.drivers.base import ProcessSpec
+    from shoal.agent.drivers.sandbox import SandboxDriver
+    async def main():
+        fields = json.loads(sys.argv[1])
+        spec = ProcessSpec(**{**fields, "cwd": Path(fields["cwd"]),
+                              "log_path": Path(fields["log_path"])})
+        driver = SandboxDriver("node-t", cgroup_parent=sys.argv[2])
+        handle = await driver.start(spec)
+        print(json.dumps(handle.to_json()), flush=True)
+        await asyncio.sleep(120)
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.e2e
+@needs_sandbox
+async def test_pod_survives_agent_kill_9_and_is_readopted(
+    driver: SandboxDriver, pods_root: Path
+) -> None:
+    port = PortAllocator().allocate("survivor")[""]
+    spec = pod_spec(pods_root, "survivor", [PY, "-c", HTTP_APP], primary_port=port)
+    fields = {
+        "argv": spec.argv,
+        "cwd": str(spec.cwd),
+        "log_path": str(spec.log_path),
+        "pod_uid": spec.pod_uid,
+        "pod_name": spec.pod_name,
+        "owner": spec.owner,
+        "env": dict(spec.env),
+        "primary_port": port,
+    }
+    parent = f"shoal-test-{os.getpid()}"
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT, json.dumps(fields), parent, stdout=subprocess.PIPE
+    )
+    handle: TaskHandle | None = None
+    try:
+        assert agent.stdout is not None
+        line = await asyncio.wait_for(agent.stdout.readline(), LIMIT)
+        handle = TaskHandle.from_json(json.loads(line))
+        assert await wait_http(port) == "survivor"
+        agent.kill()  # kill -9: no cleanup runs in the agent
+        await asyncio.wait_for(agent.wait(), LIMIT)
+        assert await wait_http(port) == "survivor"  # the pod outlived its agent
+        recovered = await driver.recover(handle)
+        assert isinstance(recovered, TaskHandle)
+        pids = (await driver.inspect(recovered)).pids
+        assert len(pids) >= 3
+        status = await asyncio.wait_for(driver.stop(recovered, 5), LIMIT)
+        assert status.reason == "UnknownExit"  # not our child: its exit code is unknowable
+        assert gone(pids)
+        handle = None
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        if handle is not None and handle.pid not in [h.pid for h in driver.managed()]:
+            # the test failed half-way: still take the pod down through its cgroup
+            cgroup = pod_cgroup_from_state(handle.driver_state)
+            if cgroup is not None:
+                await cgroup.kill_all()
+                await cgroup.remove()
