@@ -95,6 +95,16 @@ class MemoryStore:
     ) -> AsyncIterator[WatchEvent]:
         return self._hub.watch(since, kind, namespace)
 
+    def stats(self) -> dict[str, int]:
+        """The same counters as `SqliteStore.stats` (every write is its own commit here)."""
+        revision = self._hub.revision
+        return {
+            "commits": revision,
+            "writes": revision,
+            "watchers": self._hub.watcher_count,
+            "revision": revision,
+        }
+
     async def close(self) -> None:
         self._hub.close()
 
