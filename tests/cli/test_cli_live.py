@@ -6,6 +6,7 @@ finish, the test marks pods ready through the status API, as the agent would.
 
 from __future__ import annotations
 
+import io
 import json
 import select
 import subprocess
@@ -20,11 +21,13 @@ import pytest
 import yaml
 from cli_samples import deployment_doc
 from conftest import Shoal
+from rich.console import Console
 
 from shoal.api.deployment import Deployment
 from shoal.api.meta import Condition
 from shoal.api.pod import Pod
 from shoal.api.replicaset import ReplicaSet
+from shoal.cli.progress import wait_for_rollouts
 from shoal.client import Client
 
 pytestmark = pytest.mark.e2e
@@ -245,6 +248,13 @@ def test_rollout_status_completes_and_times_out(
     code, out = shoal("rollout", "status", "deployment/web", "--timeout", "30s", "-n", namespace)
     assert code == 0, out
     assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'
+    # On a terminal the same wait draws a live progress bar and ends with the verdict.
+    screen = io.StringIO()
+    wait_for_rollouts(
+        server_url, namespace, ["web"], 30, Console(file=screen, force_terminal=True, width=120)
+    )
+    assert "deployment/web" in screen.getvalue()
+    assert 'deployment "web" successfully rolled out' in screen.getvalue()
 
 
 def test_describe_and_events(shoal: Shoal, namespace: str, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ follows the applied Deployments' rollouts.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -72,5 +73,7 @@ def apply_command(
         if result.kind == "Deployment":
             deployments.setdefault(result.namespace or where.namespace, []).append(result.name)
     if wait and not dry_run:
+        deadline = time.monotonic() + wait_seconds  # one budget for every namespace
         for deployment_namespace, names in deployments.items():
-            wait_for_rollouts(where.server, deployment_namespace, names, wait_seconds)
+            remaining = max(0.0, deadline - time.monotonic())
+            wait_for_rollouts(where.server, deployment_namespace, names, remaining)

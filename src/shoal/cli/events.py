@@ -23,7 +23,15 @@ from shoal.cli.context import (
     target,
 )
 from shoal.cli.get import no_resources_message, print_objects
-from shoal.cli.output import OutputOption, TableStream, check_format, dump_json, name_of, wire
+from shoal.cli.output import (
+    OutputOption,
+    TableStream,
+    check_format,
+    dump_json,
+    dump_yaml,
+    name_of,
+    wire,
+)
 from shoal.cli.printers import printer_for, table_headers, table_rows
 from shoal.cli.watching import watch_objects
 
@@ -87,8 +95,10 @@ def events_command(
         for change, event in watch_objects(client, Event, scope, listing.revision):
             if change == "DELETED" or not chosen(event):
                 continue
-            if output in ("json", "yaml"):
+            if output == "json":
                 typer.echo(dump_json(wire(event)))
+            elif output == "yaml":
+                typer.echo("---\n" + dump_yaml(wire(event)))
             elif output == "name":
                 typer.echo(name_of(event))
             else:
