@@ -177,12 +177,11 @@ def test_cli_ramps_and_kills_and_every_sdk_client_follows(loaded: ServerProcess)
         at_60 = {u for u in users if clients[0].is_enabled("rollout-30", {"userId": u})}
         assert 1050 <= len(at_60) <= 1350
         assert "disabled" in cli("disable", "rollout-30")
-        waited = wait_until(
+        wait_until(
             lambda: (
                 not any(c.is_enabled("rollout-30", {"userId": u}) for c in clients for u in at_60)
             )
         )
-        assert waited < GENEROUS_SECONDS
         assert all(
             c.evaluate("rollout-30", {"userId": "x"}).reason == "disabled"  # type: ignore[union-attr]
             for c in clients
