@@ -50,6 +50,7 @@ class ObjectMeta(ApiModel):
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
     owner_references: list[OwnerReference] = Field(default_factory=list)
+    finalizers: list[str] = Field(default_factory=list)
 
     @field_validator("namespace")
     @classmethod
