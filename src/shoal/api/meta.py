@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, field_validator
 from shoal.api.base import ApiModel
 from shoal.api.names import check_dns_label, check_labels, check_object_name
 
-API_VERSION = "shoal/v1"
+API_VERSION: Literal["shoal/v1"] = "shoal/v1"
 DEFAULT_NAMESPACE = "default"
 
 ObjectName = Annotated[str, AfterValidator(check_object_name)]
