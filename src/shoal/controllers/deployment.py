@@ -15,6 +15,7 @@ from shoal.controllers.context import ControllerContext
 from shoal.controllers.deployment_plan import reconcile_deployment
 from shoal.controllers.queue import Key
 from shoal.controllers.revisions import same_template
+from shoal.controllers.rollback import rollback_deployment
 from shoal.controllers.runner import Result
 
 
@@ -67,3 +68,7 @@ class DeploymentExecutor:
                 raise  # a name taken by something else: retried with backoff, visibly
             ctx.replica_sets.remember(existing)
 
+
+
+# `shoal rollout undo` looks the rollback up here, beside the controller it drives.
+__all__ = ["DeploymentExecutor", "rollback_deployment"]

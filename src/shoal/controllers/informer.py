@@ -187,8 +187,13 @@ class Informer(Generic[R]):
                 del self._tombstones[key]  # a new object reusing the name
             elif obj.metadata.deletion_timestamp is None:
                 return  # older than our delete
-        if self.remember(obj):
-            self._notify(kind, obj)
+        current = self._cache.get(key)
+        if current is not None and revision_of(current) > revision_of(obj):
+            return  # older than what we wrote through
+        self.remember(obj)
+        # Notified also when our own write put this version in the cache already: the
+        # other controllers learn of the change only here.
+        self._notify(kind, obj)
 
     async def _resync(self) -> None:
         while True:
