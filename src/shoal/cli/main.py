@@ -8,9 +8,12 @@ starts fast. Every verb runs inside `ShoalGroup`, the single error handler.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,6 +71,17 @@ def _mount_toggle_app() -> None:
 _mount_toggle_app()
 
 
+def run_entry_point(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run a component's `run(...)`, whether it blocks or is a coroutine function."""
+    outcome = function(*args, **kwargs)
+    if inspect.isawaitable(outcome):
+        asyncio.run(_await(outcome))
+
+
+async def _await(awaitable: Awaitable[Any]) -> None:
+    await awaitable
+
+
 @app.command("server")
 def server_command(
     data_dir: Annotated[
@@ -82,7 +96,7 @@ def server_command(
         server_main = importlib.import_module("shoal.server.main")
     except ImportError as error:
         raise CommandError(f"the shoal server is not available in this build: {error}") from error
-    server_main.run(data_dir, listen)
+    run_entry_point(server_main.run, data_dir, listen)
 
 
 @app.command("agent")
@@ -101,7 +115,7 @@ def agent_command(
         agent_main = importlib.import_module("shoal.agent.main")
     except ImportError as error:
         raise CommandError(f"the shoal agent is not available in this build: {error}") from error
-    agent_main.run(where.server, data_dir, node_name)
+    run_entry_point(agent_main.run, server=where.server, data_dir=data_dir, node_name=node_name)
 
 
 @app.command("version")
