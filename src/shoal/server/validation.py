@@ -8,9 +8,9 @@ of them in one go.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from shoal.api.errors import BadRequest, Cause, Invalid, causes_from_validation
@@ -23,8 +23,8 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequest("request body is empty; expected a JSON object")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from error
 
 

@@ -16,10 +16,11 @@ matching before that list is not reported again.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+
+import orjson
 
 from shoal.api.errors import Gone
 from shoal.api.selectors import LabelSelector
@@ -57,7 +58,7 @@ class SelectorFilter:
 
 
 def line(payload: Object) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def bookmark(kind: str, revision: int) -> bytes:

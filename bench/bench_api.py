@@ -1,0 +1,241 @@
+"""API benchmark (prints figures; not a test).
+
+Starts a real API server (`python -m shoal.server`, SQLite in a temp data dir) in a
+subprocess on a free 127.0.0.1 port, then measures:
+  1. writes: create N pods (default 5,000) through the API with concurrent clients
+     -> writes/s (goal >= 1,000/s) and p50/p99 latency;
+  2. list: list all of them -> p50 (and p99) over repeated lists;
+  3. watch fan-out: W watchers (default 100), M writes (default 1,000) -> delivery latency
+     from "write sent" to "event line read" by each watcher, p50/p99 (goal p99 < 100 ms).
+The server is stopped by its pid at the end. Run: `.venv/bin/python bench/bench_api.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+PODS = "/api/v1/namespaces/bench/pods"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal/v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
+        "spec": {
+            "command": ["python3", "-m", "http.server"],
+            "ports": [{"name": "http"}],
+            "readinessProbe": {"httpGet": {"port": "http", "path": "/healthz"}},
+            "env": [{"name": "MODE", "value": "bench"}],
+        },
+    }
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+@contextlib.contextmanager
+def server(extra_args: list[str]) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as data_dir:
+        command = [
+            sys.executable,
+            "-m",
+            "shoal.server",
+            "--data-dir",
+            data_dir,
+            "--port",
+            str(port),
+            *extra_args,
+        ]
+        process = subprocess.Popen(command)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}")
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("server did not become healthy in 20 s")
+            yield url, process.pid
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to report cost per operation:
+    throughput on a shared 2-core machine depends on the neighbours, CPU per request less."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def limits(concurrency: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+
+async def bench_writes(url: str, pid: int, count: int, concurrency: int) -> None:
+    latencies: list[float] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(count):
+        queue.put_nowait(index)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            started = time.perf_counter()
+            answer = await http.post(PODS, json=pod(f"pod-{index:05d}"))
+            latencies.append(time.perf_counter() - started)
+            if answer.status_code != 201:
+                raise RuntimeError(f"create failed: {answer.status_code} {answer.text}")
+
+    async with httpx.AsyncClient(base_url=url, limits=limits(concurrency), timeout=30) as http:
+        cpu, started = cpu_seconds(pid), time.perf_counter()
+        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu
+    print(
+        f"writes: {count} pods, {concurrency} concurrent clients: {count / elapsed:,.0f} writes/s "
+        f"(goal >= 1,000/s); latency p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; "
+        f"server CPU {cpu / count * 1000:.2f} ms/write"
+    )
+
+
+async def bench_list(url: str, pid: int, expected: int, rounds: int) -> None:
+    durations: list[float] = []
+    cpu = cpu_seconds(pid)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            answer = await http.get(PODS)
+            items = answer.json()["items"]
+            durations.append(time.perf_counter() - started)
+            if len(items) != expected:
+                raise RuntimeError(f"listed {len(items)} pods, expected {expected}")
+    print(
+        f"list: {expected} pods, {rounds} rounds: p50 {percentile(durations, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(durations, 0.99) * 1000:.1f} ms (includes client-side JSON decoding); "
+        f"server CPU {(cpu_seconds(pid) - cpu) / rounds * 1000:.0f} ms/list"
+    )
+
+
+async def bench_watch(url: str, pid: int, watchers: int, writes: int, concurrency: int) -> None:
+    sent: dict[str, float] = {}
+    acked: dict[str, float] = {}
+    received: list[list[tuple[float, bytes]]] = [[] for _ in range(watchers)]
+    start = (await httpx.AsyncClient(base_url=url).get(PODS)).json()["metadata"]["resourceVersion"]
+    params = {"watch": "true", "resourceVersion": start}
+    connected = 0
+    all_connected = asyncio.Event()
+
+    async def watch(index: int) -> None:
+        nonlocal connected
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None)) as http,
+            http.stream("GET", PODS, params=params) as response,
+        ):
+            connected += 1
+            if connected == watchers:
+                all_connected.set()
+            got = received[index]
+            async for line in response.aiter_lines():
+                got.append((time.perf_counter(), line.encode()))
+                if len(got) >= writes:
+                    return
+
+    tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
+    await asyncio.wait_for(all_connected.wait(), 30)
+    await asyncio.sleep(0.5)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(writes):
+        queue.put_nowait(index)
+
+    async def writer(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            name = f"watched-{queue.get_nowait():05d}"
+            sent[name] = time.perf_counter()
+            answer = await http.post(PODS, json=pod(name))
+            acked[name] = time.perf_counter()
+            if answer.status_code != 201:
+                raise RuntimeError(f"create failed: {answer.status_code} {answer.text}")
+
+    cpu = cpu_seconds(pid)
+    async with httpx.AsyncClient(base_url=url, limits=limits(concurrency), timeout=30) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(http) for _ in range(concurrency)))
+        write_elapsed = time.perf_counter() - started
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    cpu = cpu_seconds(pid) - cpu
+    delays, after_ack = [], []
+    for got in received:
+        for arrived, raw in got:
+            event = json.loads(raw)
+            name = event["object"]["metadata"].get("name")
+            if event["type"] == "ADDED" and name in sent:
+                delays.append(arrived - sent[name])
+                after_ack.append(max(0.0, arrived - acked[name]))
+    expected = watchers * writes
+    print(
+        f"watch fan-out: {watchers} watchers x {writes} writes ({writes / write_elapsed:,.0f} "
+        f"writes/s, {concurrency} writers): {len(delays)}/{expected} events delivered; "
+        f"delivery p50 {percentile(delays, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(delays, 0.99) * 1000:.1f} ms (goal p99 < 100 ms); "
+        f"from the write's answer p99 {percentile(after_ack, 0.99) * 1000:.1f} ms; "
+        f"server CPU {cpu / max(1, len(delays)) * 1e6:.0f} us/event delivered"
+    )
+
+
+async def run(args: argparse.Namespace, url: str, pid: int) -> None:
+    print(f"machine load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    await bench_writes(url, pid, args.pods, args.concurrency)
+    await bench_list(url, pid, args.pods, args.list_rounds)
+    await bench_watch(url, pid, args.watchers, args.watch_writes, args.watch_writers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=5_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--list-rounds", type=int, default=20)
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--watch-writes", type=int, default=1_000)
+    parser.add_argument("--watch-writers", type=int, default=4)
+    args, server_args = parser.parse_known_args()
+    with server(server_args) as (url, pid):
+        asyncio.run(run(args, url, pid))
+
+
+if __name__ == "__main__":
+    main()
