@@ -109,9 +109,15 @@ async def start_latency(
     return seconds
 
 
-def wrk_rps(port: int, seconds: int) -> float:
+def wrk_rps(port: int, seconds: int, connections: int) -> float:
     done = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+        [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            f"http://127.0.0.1:{port}/",
+        ],
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -139,7 +145,7 @@ async def python_rps(port: int, seconds: int) -> float:
 
 
 async def throughput(
-    drivers: dict[str, Driver], root: Path, seconds: int, rounds: int
+    drivers: dict[str, Driver], root: Path, seconds: int, rounds: int, connections: int
 ) -> dict[str, float]:
     """Median requests/s per driver over alternating rounds (one pod per driver)."""
     handles: dict[str, tuple[Driver, TaskHandle, int]] = {}
@@ -153,7 +159,8 @@ async def throughput(
         for _ in range(rounds):
             for label, (_, _, port) in handles.items():
                 if shutil.which("wrk"):
-                    measured[label].append(await asyncio.to_thread(wrk_rps, port, seconds))
+                    rps = await asyncio.to_thread(wrk_rps, port, seconds, connections)
+                    measured[label].append(rps)
                 else:
                     measured[label].append(await python_rps(port, seconds))
     finally:
@@ -172,6 +179,7 @@ async def main() -> None:
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
     options = parser.parse_args()
     available, why = sandbox_available()
     if not available:
@@ -192,8 +200,8 @@ async def main() -> None:
             f"sandbox p50 {ms(sandbox_start, 0.5):.1f} ms p90 {ms(sandbox_start, 0.9):.1f} ms | "
             f"sandbox adds {1000 * added:.1f} ms (goal < 50 ms)"
         )
-        tool = "wrk -t2 -c16" if shutil.which("wrk") else "python client x8"
-        rps = await throughput(drivers, root, options.seconds, options.rounds)
+        tool = f"wrk -c{options.connections}" if shutil.which("wrk") else "python client x8"
+        rps = await throughput(drivers, root, options.seconds, options.rounds, options.connections)
         print(
             f"requests/s ({tool}, median of {options.rounds} alternating {options.seconds} s "
             f"rounds): none {rps['none']:,.0f} | sandbox {rps['sandbox']:,.0f} | "
