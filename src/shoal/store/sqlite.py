@@ -23,7 +23,9 @@ stronger guarantee. `synchronous="NORMAL"` is accepted for machines with slow fs
 Reads (get, list, history for old watches) run on a small thread pool with their own
 read-only connections, never on the writer thread: WAL readers see the last committed state
 without waiting for the writer. Watches are served from memory (`shoal.store._watch`), with
-recent changes kept in a ring, older ones read back from the `events` table.
+recent changes kept in a ring (`memory_history`), older ones read back from the `events`
+table. A watcher that falls more than `watch_queue_limit` changes behind is cut off with
+`Gone` (it re-lists), so it never slows writers or other watchers.
 
 One process at a time: an advisory lock on `<path>.lock` refuses a second opener, because the
 revision counter lives in the writer's memory between commits.
@@ -242,6 +244,9 @@ class SqliteStore:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise RuntimeError(f"{self.path}: cannot switch SQLite to WAL mode ({mode})")
+            # After a burst the WAL would keep its largest size; truncate it back after
+            # checkpoints instead.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version not in (0, SCHEMA_VERSION):
                 raise RuntimeError(
