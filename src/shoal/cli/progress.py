@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+from rich.table import Column
 
 from shoal.api.deployment import Deployment
 from shoal.api.meta import find_condition
@@ -92,10 +93,14 @@ class _Display:
         self.live = console.is_terminal
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.fields[ref]}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[message]}"),
+            TextColumn("[bold]{task.fields[ref]}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=20),
+            TextColumn("{task.completed}/{task.total}", table_column=Column(no_wrap=True)),
+            TextColumn(
+                "{task.fields[message]}",
+                markup=False,
+                table_column=Column(no_wrap=True, overflow="ellipsis"),
+            ),
             console=console,
             transient=False,
         )
@@ -119,11 +124,13 @@ class _Display:
             return
         if ref not in self.tasks:
             self.tasks[ref] = self.progress.add_task("", ref=ref, message="", total=1)
+        # The bar already names the deployment: show only what it is waiting for.
+        message = state.message.split(" rollout to finish: ", 1)[-1]
         self.progress.update(
             self.tasks[ref],
             total=max(state.desired, 1),
             completed=state.ready,
-            message=state.message,
+            message=message,
         )
         self.last[ref] = state.message
 
