@@ -29,6 +29,7 @@ from shoal.api.registry import KINDS
 from shoal.server.apply import apply_router
 from shoal.server.metrics import ApiMetrics, MetricsMiddleware
 from shoal.server.resources import resource_router
+from shoal.server.watch import LineCache
 from shoal.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,9 @@ def create_app(store: Store, *, extra_routers: Sequence[APIRouter] = ()) -> Fast
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(apply_router(store))
+    lines = LineCache()
     for cls in list(KINDS.values()):
-        app.include_router(resource_router(cls, store, metrics))
+        app.include_router(resource_router(cls, store, metrics, lines))
     for router in extra_routers:
         app.include_router(router)
 

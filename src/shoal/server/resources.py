@@ -26,7 +26,7 @@ from shoal.api.selectors import LabelSelector, parse_selector
 from shoal.server import writes
 from shoal.server.metrics import WATCH_SCOPE_KEY, ApiMetrics
 from shoal.server.validation import check_object, parse_json
-from shoal.server.watch import WatchStream
+from shoal.server.watch import LineCache, WatchStream
 from shoal.store.base import Store
 
 Handler = Callable[[Request, str | None, str | None], Awaitable[Response]]
@@ -63,10 +63,13 @@ def body_schema(cls: type[Resource]) -> dict[str, Any]:
 class KindRoutes:
     """The handlers of one kind; namespace is None for cluster-scoped kinds or list-all."""
 
-    def __init__(self, cls: type[Resource], store: Store, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
+    ) -> None:
         self.cls = cls
         self.store = store
         self.metrics = metrics
+        self.lines = lines
 
     async def list_or_watch(
         self,
@@ -97,7 +100,7 @@ class KindRoutes:
         selector: LabelSelector | None,
     ) -> Response:
         request.scope[WATCH_SCOPE_KEY] = True
-        stream = WatchStream(self.store, self.cls.KIND, namespace, since, selector)
+        stream = WatchStream(self.store, self.cls.KIND, namespace, since, selector, self.lines)
         await stream.start()
         kind = self.cls.KIND
         gauge = self.metrics.watches.labels(kind)
@@ -138,9 +141,11 @@ class KindRoutes:
         return json_response(last)
 
 
-def resource_router(cls: type[Resource], store: Store, metrics: ApiMetrics) -> APIRouter:
+def resource_router(
+    cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
+) -> APIRouter:
     """The routes of one kind (see the module docstring for the layout)."""
-    k = KindRoutes(cls, store, metrics)
+    k = KindRoutes(cls, store, metrics, lines)
     router = APIRouter(tags=[cls.KIND])
     kind = cls.KIND
     body = body_schema(cls)

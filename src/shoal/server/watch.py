@@ -16,6 +16,7 @@ matching before that list is not reported again.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -61,6 +62,25 @@ def line(payload: Object) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE)
 
 
+class LineCache:
+    """Encoded event lines by (revision, type), shared by the watchers of one app: with many
+    watchers, encoding each event once instead of once per watcher is most of the work."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lines: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+
+    def encode(self, event: WatchEvent) -> bytes:
+        key = (event.revision, event.type)
+        encoded = self._lines.get(key)
+        if encoded is None:
+            encoded = line(event.to_json())
+            self._lines[key] = encoded
+            if len(self._lines) > self.size:
+                self._lines.popitem(last=False)
+        return encoded
+
+
 def bookmark(kind: str, revision: int) -> bytes:
     return line(
         {
@@ -80,6 +100,7 @@ class WatchStream:
     namespace: str | None
     since: int
     selector: LabelSelector | None
+    lines: LineCache = field(default_factory=LineCache)
     initial: list[WatchEvent] = field(default_factory=list)
     _events: AsyncIterator[WatchEvent] | None = None
     _next: asyncio.Task[WatchEvent] | None = None
@@ -137,7 +158,7 @@ class WatchStream:
                 last = event.revision
                 translated = self._filter.translate(event) if self._filter else event
                 if translated is not None:
-                    yield line(translated.to_json())
+                    yield self.lines.encode(translated)
         finally:
             await self.close()
 
