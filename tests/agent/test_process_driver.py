@@ -23,7 +23,10 @@ import pytest
 from shoal.agent.drivers.base import ProcessSpec, StartError, TaskHandle
 from shoal.agent.drivers.groups import is_alive, is_same_process
 from shoal.agent.drivers.process import REASON_UNKNOWN_EXIT, ProcessDriver
+from shoal.agent.exec_action import ExecContext
 from shoal.agent.ports import PortAllocator
+from shoal.agent.probe_checks import ProbeTarget, check_probe, probe_client
+from shoal.api.pod import Probe
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +37,6 @@ HTTP_SERVER = textwrap.dedent(
     """
     import http.server, os, sys
     port = int(os.environ["PORT"])
-    print("listening on", port, "admin", os.environ.get("PORT_ADMIN_API"), flush=True)
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = os.environ["SHOAL_POD_NAME"].encode()
@@ -42,7 +44,9 @@ HTTP_SERVER = textwrap.dedent(
             self.end_headers(); self.wfile.write(body)
         def log_message(self, *args):
             pass
-    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+    server = http.server.HTTPServer(("127.0.0.1", port), H)
+    print("listening on", port, "admin", os.environ.get("PORT_ADMIN_API"), flush=True)
+    server.serve_forever()
     """
 )
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(1000)"  # noqa: E501
@@ -119,11 +123,21 @@ async def test_http_server_gets_its_ports_and_serves(
     assert handle.pgid == handle.pid
     log = await wait_for_log(spec.log_path, "listening")
     assert f"listening on {ports['http']} admin {ports['admin-api']}" in log
+    info = await driver.inspect(handle)
+    assert info.running and handle.pid in info.pids and info.memory_bytes > 0
     async with httpx.AsyncClient() as client, asyncio.timeout(LIMIT):
         response = await client.get(f"http://127.0.0.1:{ports['http']}/")
     assert response.text == "web-1"
-    info = await driver.inspect(handle)
-    assert info.running and handle.pid in info.pids and info.memory_bytes > 0
+    target = ProbeTarget(ExecContext.for_spec(spec), ports=ports)
+    readiness = Probe.model_validate({"httpGet": {"path": "/", "port": "http"}})
+    liveness = Probe.model_validate({"tcpSocket": {"port": "http"}})
+    async with probe_client() as probes:
+        assert (await check_probe(readiness, target, probes)).success
+        assert (await check_probe(liveness, target, probes)).success
+        os.kill(handle.pid, signal.SIGKILL)
+        status = await asyncio.wait_for(driver.wait(handle), LIMIT)
+        assert status.signal == signal.SIGKILL
+        assert not (await check_probe(readiness, target, probes)).success
 
 
 async def test_kill_9_is_reported_as_signal(driver: ProcessDriver, spec: ProcessSpec) -> None:

@@ -78,15 +78,23 @@ def is_same_process(pid: int, create_time: float) -> bool:
     return actual is not None and abs(actual - create_time) < CREATE_TIME_TOLERANCE
 
 
-async def wait_pid_exit(pid: int, poll_seconds: float = 0.1) -> None:
-    """Return when `pid` has exited (zombie or reaped). Uses a pidfd, which also works for
-    processes that are not our children (adopted ones); falls back to polling without pidfd."""
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for `pid` (None if it is gone or the kernel has no pidfd). Open it BEFORE
+    checking the process's identity: the fd then pins that very process, not a later reuse."""
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
+        return os.pidfd_open(pid)
     except (OSError, AttributeError):
-        # No pidfd on this kernel: polling is the only portable way for a non-child.
+        return None
+
+
+async def wait_pid_exit(pid: int, pidfd: int | None = None, poll_seconds: float = 0.1) -> None:
+    """Return when `pid` has exited (zombie or reaped). A pidfd also works for processes that
+    are not our children (adopted ones); without one (old kernel) this polls /proc.
+    Takes ownership of `pidfd` (closes it)."""
+    if pidfd is None:
+        pidfd = open_pidfd(pid)
+    if pidfd is None:
+        # Gone already, or no pidfd on this kernel: polling is the only way for a non-child.
         while is_alive(pid):  # noqa: ASYNC110
             await asyncio.sleep(poll_seconds)
         return

@@ -41,6 +41,7 @@ from shoal.agent.drivers.groups import (
     is_same_process,
     kill_group,
     kill_group_and_wait,
+    open_pidfd,
     wait_group_empty,
     wait_pid_exit,
 )
@@ -57,6 +58,7 @@ ADOPTED_EXIT_MESSAGE = "Unknown exit (adopted)"
 class _Task:
     handle: TaskHandle
     popen: subprocess.Popen[bytes] | None  # None for an adopted process
+    pidfd: int | None = None
     exited: asyncio.Task[ExitStatus] = field(init=False)
 
 
@@ -152,7 +154,7 @@ class ProcessDriver:
 
     async def _watch(self, task: _Task) -> ExitStatus:
         handle = task.handle
-        await wait_pid_exit(handle.pid)
+        await wait_pid_exit(handle.pid, task.pidfd)
         finished_at = time.time()
         if task.popen is not None:
             # The pidfd said it exited, so the child is a zombie and poll() reaps it at once.
@@ -200,9 +202,12 @@ class ProcessDriver:
         """Re-adopt a process after an agent restart, only if pid AND start time match."""
         if handle.pid in self._tasks:
             return self._tasks[handle.pid].handle
+        pidfd = open_pidfd(handle.pid)
         if is_same_process(handle.pid, handle.create_time):
-            self._track(_Task(handle, None))
+            self._track(_Task(handle, None, pidfd))
             return handle
+        if pidfd is not None:
+            os.close(pidfd)
         now = time.time()
         if is_alive(handle.pid):
             message = (
