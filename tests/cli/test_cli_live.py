@@ -264,6 +264,7 @@ def test_describe_and_events(shoal: Shoal, namespace: str, tmp_path: Path) -> No
     assert code == 0, out
     assert "Replicas:" in out and "3 desired" in out
     assert "ScalingReplicaSet" in out  # the Events section
+    assert "ReplicaSets:" in out and "web-" in out.split("ReplicaSets:")[1]
     code, out = shoal("events", "-n", namespace, "--for", "deployment/web")
     assert code == 0 and "deployment/web" in out
     code, out = shoal("events", "-n", namespace, "--for", "deployment/nothing")

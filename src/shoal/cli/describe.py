@@ -31,6 +31,7 @@ from shoal.cli.context import (
 from shoal.cli.durations import format_age, format_seconds
 from shoal.cli.output import dump_yaml, render_table, wire
 from shoal.cli.printers import event_time, node_status, pod_status
+from shoal.cli.rollout import owned_replicasets, revision_of
 
 LABEL_WIDTH = 24
 NONE = "<none>"
@@ -134,7 +135,9 @@ def _conditions(out: Description, conditions: Sequence[Condition]) -> None:
     out.block(render_table(["Type", "Status", "Reason", "Message"], rows), 2)
 
 
-def _deployment(out: Description, deployment: Deployment) -> None:
+def _deployment(
+    out: Description, deployment: Deployment, replicasets: Sequence[ReplicaSet]
+) -> None:
     spec, status = deployment.spec, deployment.status
     out.field("Selector", spec.selector.to_query())
     out.field(
@@ -157,6 +160,20 @@ def _deployment(out: Description, deployment: Deployment) -> None:
         out.field("Paused", "true")
     _template(out, spec.template)
     _conditions(out, status.conditions)
+    owned = owned_replicasets(deployment, list(replicasets))
+    if owned:
+        out.heading("ReplicaSets")
+        rows = [
+            [
+                rs.metadata.name,
+                str(revision_of(rs)),
+                str(rs.spec.replicas),
+                str(rs.status.ready_replicas),
+                str(rs.status.available_replicas),
+            ]
+            for rs in reversed(owned)
+        ]
+        out.block(render_table(["Name", "Revision", "Desired", "Ready", "Available"], rows), 2)
 
 
 def _replicaset(out: Description, replicaset: ReplicaSet) -> None:
@@ -250,8 +267,13 @@ def events_about(obj: Resource, events: Sequence[Event]) -> list[Event]:
     return sorted(chosen, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=UTC))
 
 
-def render_description(obj: Resource, events: Sequence[Event], now: datetime) -> str:
-    """The whole `describe` text of an object and its events."""
+def render_description(
+    obj: Resource,
+    events: Sequence[Event],
+    now: datetime,
+    replicasets: Sequence[ReplicaSet] = (),
+) -> str:
+    """The whole `describe` text of an object, its events (and a Deployment's ReplicaSets)."""
     out = Description()
     meta = obj.metadata
     out.field("Name", meta.name)
@@ -269,7 +291,7 @@ def render_description(obj: Resource, events: Sequence[Event], now: datetime) ->
     if meta.finalizers:
         out.field("Finalizers", ", ".join(meta.finalizers))
     if isinstance(obj, Deployment):
-        _deployment(out, obj)
+        _deployment(out, obj, replicasets)
     elif isinstance(obj, ReplicaSet):
         _replicaset(out, obj)
     elif isinstance(obj, Pod):
@@ -315,4 +337,7 @@ def describe_command(
         obj = client.get(cls, name, namespace=where.namespace)
         events_namespace = obj.metadata.namespace if cls.NAMESPACED else None
         events = client.list(Event, namespace=events_namespace).items
-    typer.echo(render_description(obj, events, datetime.now(UTC)))
+        replicasets: list[ReplicaSet] = []
+        if isinstance(obj, Deployment):
+            replicasets = client.list(ReplicaSet, namespace=events_namespace).items
+    typer.echo(render_description(obj, events, datetime.now(UTC), replicasets))
