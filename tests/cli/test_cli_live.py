@@ -25,6 +25,7 @@ from rich.console import Console
 
 from shoal.api.deployment import Deployment
 from shoal.api.meta import Condition
+from shoal.api.node import Node, NodeStatus
 from shoal.api.pod import Pod
 from shoal.api.replicaset import ReplicaSet
 from shoal.cli.progress import wait_for_rollouts
@@ -381,3 +382,16 @@ def test_apply_wait_follows_the_rollout(
     assert code == 0, out
     assert out.splitlines()[0] == "deployment/web created"
     assert out.splitlines()[-1] == 'deployment "web" successfully rolled out'
+
+
+def test_cluster_scoped_nodes(shoal: Shoal, server_url: str) -> None:
+    with Client(server_url) as client:
+        client.create(Node.new("cli-node", status=NodeStatus(agent_version="0.1.0")))
+    code, out = shoal("get", "nodes", "-n", "ignored-for-nodes")
+    assert code == 0, out
+    row = next(line.split() for line in out.splitlines() if line.startswith("cli-node"))
+    assert row[1] == "Unknown" and row[-1] == "0.1.0"
+    code, out = shoal("describe", "no/cli-node")
+    assert code == 0, out
+    assert "Namespace:" not in out and "Capacity:" in out
+    assert shoal("delete", "node", "cli-node")[1].strip() == "node/cli-node deleted"
