@@ -60,6 +60,6 @@ async def test_objects_the_store_cannot_keep_are_invalid(bad: dict[str, object])
 
 def test_the_hub_refuses_history_out_of_order() -> None:
     hub = WatchHub(revision=3, ring_size=10, queue_limit=10)
-    hub.publish(Change("ADDED", 4, "Pod", "default", '{"metadata":{}}'))
+    hub.publish(Change("ADDED", 4, "Pod", "default", b'{"metadata":{}}'))
     with pytest.raises(RuntimeError, match="out of order"):
-        hub.publish(Change("ADDED", 6, "Pod", "default", '{"metadata":{}}'))
+        hub.publish(Change("ADDED", 6, "Pod", "default", b'{"metadata":{}}'))

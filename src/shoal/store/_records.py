@@ -6,19 +6,21 @@ writer thread). The rules (AlreadyExists, NotFound, compare-and-set Conflict, st
 `metadata.resourceVersion`, what a DELETED event carries) live here once, as functions over a
 tiny `Table` protocol, so the two cannot drift apart.
 
-Objects are kept as JSON text: text is an immutable snapshot (nobody can mutate what the store
-holds), it is what SQLite stores anyway, and `json.loads` is the cheapest deep copy Python has
-(several times faster than `copy.deepcopy`), which matters because every reader and every
-watcher gets its own copy. Each write is serialized exactly once, by its caller; the
-resourceVersion is not in the text but added when an object is handed out (`materialize`).
+Objects are kept as JSON bytes (orjson, already the server's encoder): bytes are an immutable
+snapshot (nobody can mutate what the store holds), they are what SQLite stores anyway, and
+`orjson.loads` is by far the cheapest deep copy Python has (about ten times faster than
+`copy.deepcopy`), which matters because every reader and every watcher gets its own copy.
+Each write is serialized exactly once, by its caller; the resourceVersion is not in the bytes
+but added when an object is handed out (`materialize`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import orjson
 
 from shoal.api.errors import AlreadyExists, Conflict, Invalid, NotFound
 from shoal.api.selectors import LabelSelector
@@ -44,7 +46,7 @@ class Change:
     revision: int
     kind: str
     namespace: str
-    body: str
+    body: bytes
 
     def to_object(self) -> Object:
         """A fresh copy of the object, with resourceVersion set to this change's revision."""
@@ -63,9 +65,9 @@ class Change:
 class Table(Protocol):
     """Current objects by key, with the revision of their last write."""
 
-    def read(self, key: Key) -> tuple[int, str] | None: ...
+    def read(self, key: Key) -> tuple[int, bytes] | None: ...
 
-    def write(self, key: Key, revision: int, body: str) -> None: ...
+    def write(self, key: Key, revision: int, body: bytes) -> None: ...
 
     def remove(self, key: Key) -> None: ...
 
@@ -76,7 +78,7 @@ class Write:
 
     action: Action
     key: Key
-    body: str | None = None
+    body: bytes | None = None
     expected_revision: int | None = None
 
 
@@ -89,15 +91,15 @@ def describe(key: Key) -> str:
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
-def materialize(body: str, revision: int) -> Object:
+def materialize(body: bytes, revision: int) -> Object:
     """Bodies are stored without resourceVersion (it is the row's revision), so a deletion
     can reuse the last body as is and the writer never parses or re-serializes JSON."""
-    obj: Object = json.loads(body)
+    obj: Object = orjson.loads(body)
     obj["metadata"]["resourceVersion"] = str(revision)
     return obj
 
 
-def serialize(obj: Object) -> tuple[Key, str]:
+def serialize(obj: Object) -> tuple[Key, bytes]:
     """Snapshot a caller's object as JSON (later mutations by the caller cannot reach the
     store) and check the little the store itself relies on. Runs before the write is queued."""
     metadata = obj.get("metadata") if isinstance(obj, dict) else None
@@ -110,8 +112,8 @@ def serialize(obj: Object) -> tuple[Key, str]:
         raise Invalid("metadata.namespace must be a string")
     stored_metadata = {k: v for k, v in metadata.items() if k != "resourceVersion"}
     try:
-        body = json.dumps({**obj, "metadata": stored_metadata}, separators=(",", ":"))
-    except (TypeError, ValueError) as error:
+        body = orjson.dumps({**obj, "metadata": stored_metadata})
+    except orjson.JSONEncodeError as error:
         raise Invalid(f"object is not JSON-serializable: {error}") from error
     return (kind, namespace or "", name), body
 

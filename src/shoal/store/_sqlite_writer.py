@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS objects (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    body TEXT NOT NULL,
+    body BLOB NOT NULL,
     PRIMARY KEY (kind, namespace, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL,
     kind TEXT NOT NULL,
     namespace TEXT NOT NULL,
-    body TEXT NOT NULL
+    body BLOB NOT NULL
 );
 """
 
@@ -77,14 +77,14 @@ class _SqlTable:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    def read(self, key: Key) -> tuple[int, str] | None:
+    def read(self, key: Key) -> tuple[int, bytes] | None:
         row = self._conn.execute(
             "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
             key,
         ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
-    def write(self, key: Key, revision: int, body: str) -> None:
+    def write(self, key: Key, revision: int, body: bytes) -> None:
         self._conn.execute(
             "INSERT INTO objects (kind, namespace, name, revision, body) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (kind, namespace, name)"

@@ -20,7 +20,7 @@ when a watcher's queue is full, that watcher is cut off (its queue dropped) and 
 ends with `Gone`, exactly as if it had asked for a compacted revision: it re-lists and watches
 again from the list's revision. Writers and other watchers are never slowed by it.
 
-Queues hold shared, immutable `Change`s (JSON text); each watcher decodes its own copy as it
+Queues hold shared, immutable `Change`s (JSON bytes); each watcher decodes its own copy as it
 consumes, so the cost of copying is paid by the consumer, not by the publishing writer.
 """
 

@@ -31,12 +31,12 @@ from shoal.store.base import ListResult, Object, WatchEvent
 
 class _DictTable:
     def __init__(self) -> None:
-        self.rows: dict[Key, tuple[int, str]] = {}
+        self.rows: dict[Key, tuple[int, bytes]] = {}
 
-    def read(self, key: Key) -> tuple[int, str] | None:
+    def read(self, key: Key) -> tuple[int, bytes] | None:
         return self.rows.get(key)
 
-    def write(self, key: Key, revision: int, body: str) -> None:
+    def write(self, key: Key, revision: int, body: bytes) -> None:
         self.rows[key] = (revision, body)
 
     def remove(self, key: Key) -> None:

@@ -5,7 +5,7 @@ talks to the database file. Python's `sqlite3` (the standard library) is used di
 access pattern (one writer thread, a few reader threads) is simple enough that a wrapper such
 as aiosqlite would add a dependency without removing any code.
 
-Layout: `objects` (current state, JSON text per object), `events` (the last `history_limit`
+Layout: `objects` (current state, JSON per object), `events` (the last `history_limit`
 changes, one row per revision, so a watch can resume after a restart), `meta` (the global
 revision and the highest compacted revision). Revisions are contiguous: every committed write
 is exactly one revision, and the counter is stored in the same transaction as the write, so it
