@@ -538,3 +538,28 @@ async def test_pod_survives_agent_kill_9_and_is_readopted(
             if cgroup is not None:
                 await cgroup.kill_all()
                 await cgroup.remove()
+
+
+@pytest.mark.e2e
+@needs_sandbox
+async def test_pod_directories_under_pods_root_are_handed_to_the_pod(
+    pods_root: Path, data_dir: Path
+) -> None:
+    parent = f"shoal-test-{os.getpid()}"
+    driver = SandboxDriver(
+        "node-t", masked_dirs=[data_dir], pods_root=pods_root, cgroup_parent=parent
+    )
+    workdir = pods_root / "owned"
+    workdir.mkdir(mode=0o755)
+    spec = replace(pod_spec(pods_root, "owned-pod", ["sh", "-c", "echo hi > mine"]), cwd=workdir)
+    try:
+        handle = await start(driver, spec)
+        status = await asyncio.wait_for(driver.wait(handle), LIMIT)
+        assert status.exit_code == 0, read(spec.log_path)
+        assert workdir.stat().st_uid == handle.driver_state["uid"]
+        assert (workdir / "mine").read_text() == "hi\n"
+        await driver.stop(handle, 0)
+    finally:
+        for leftover in driver.managed():
+            await driver.stop(leftover, 0)
+        driver.remove_node_cgroups()

@@ -29,7 +29,9 @@ is read-only, so give each pod its own directory, owned by (or writable for) its
 ancestors are searchable by any uid (bwrap runs as the pod's uid; a 0700 parent such as
 pytest's tmp dir or /root fails with a clear StartError). Pass the agent's data directory in
 `masked_dirs` so pods see it empty (its logs, state and the other pods' directories). Pods without
-a pids limit get `default_pids_limit`, so a fork bomb never takes the node down.
+a pids limit get `default_pids_limit`, so a fork bomb never takes the node down. A working
+directory directly or indirectly under `pods_root` (the agent's per-pod directories) is chowned
+to the pod's uid at start, so the runner only has to create it.
 
 Zombies: bwrap's outer process may exit a moment before its init child, which is then reparented
 to the host's init (or the nearest subreaper) and reaped there; it is already out of the cgroup.
@@ -147,6 +149,7 @@ class SandboxDriver:
         node_name: str,
         *,
         masked_dirs: Sequence[Path] = (),
+        pods_root: Path | None = None,
         host_env: Mapping[str, str] | None = None,
         cgroup_parent: str = "shoal",
         leftover_timeout: float = 5.0,
@@ -154,6 +157,7 @@ class SandboxDriver:
     ) -> None:
         self._node = node_name
         self._masked = [str(path) for path in masked_dirs]
+        self._pods_root = pods_root
         self._host_env = dict(os.environ if host_env is None else host_env)
         self._cgroup_parent = cgroup_parent
         self._default_pids = default_pids_limit
@@ -188,6 +192,9 @@ class SandboxDriver:
         if not spec.cwd.is_dir():
             return StartError("StartError", f"working directory {spec.cwd} does not exist")
         key, identity = self._identity(spec)
+        if self._pods_root is not None and self._pods_root in spec.cwd.parents:
+            # The agent made this directory for the pod: hand it to the pod's uid.
+            os.chown(spec.cwd, identity.uid, identity.gid)
         unreachable = unreachable_ancestor(spec.cwd, identity)
         if unreachable is not None:
             return StartError("StartError", unreachable)
