@@ -253,9 +253,10 @@ class SqliteStore:
                     f"{self.path}: store schema version {version}, this shoal knows "
                     f"{SCHEMA_VERSION}: use a matching shoal version or a new data directory"
                 )
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executescript(SCHEMA)  # executescript commits the open transaction
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # One transaction: a crash while creating the schema leaves no half-made store.
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
         except BaseException:
             conn.close()
             raise
