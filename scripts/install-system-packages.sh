@@ -4,6 +4,7 @@
 set -euo pipefail
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)  # load generator of bench/bench_proxy.py
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
   echo "shoal: missing Debian packages ${missing[*]}; install them as root (sandboxed pods need them)" >&2
