@@ -17,7 +17,6 @@ status change wakes its ReplicaSet, whose status change wakes its Deployment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from shoal.api.meta import Resource
@@ -130,8 +129,7 @@ class ControllerManager:
             await stopped
         finally:
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ctx.recorder.close(), timeout=2.0)
+            await ctx.recorder.close(grace_seconds=2.0)
 
 
 async def _all_synced(ctx: ControllerContext) -> object:
