@@ -4,7 +4,8 @@ Starts a bare API server (`python -m shoal.server`, SQLite in a temporary data d
 subprocess on a free 127.0.0.1 port, runs the controllers in this process against it through
 the HTTP client (as `shoal server` does), applies the Deployment and counts Pod ADDED events on
 a watch until 200 exist. A Ready node is registered first, as the server's embedded agent
-does, so the scheduler binds the pods meanwhile (the realistic load). Prints the seconds (goal < 2 s) and stops the server by its pid.
+does, so the scheduler binds the pods meanwhile (the realistic load). Prints the seconds
+(goal < 2 s) and stops the server by its pid.
 
     .venv/bin/python bench/bench_reconcile.py [--replicas 200] [--runs 3]
 """
@@ -17,7 +18,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,10 +54,10 @@ def manifest(name: str, replicas: int) -> dict[str, Any]:
     }
 
 
-async def wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(url: str, server: asyncio.subprocess.Process) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(200):
-            if server.poll() is not None:
+            if server.returncode is not None:
                 raise RuntimeError("the API server exited at start")
             with contextlib.suppress(httpx.TransportError):
                 if (await http.get(f"{url}/healthz")).status_code == 200:
@@ -102,10 +102,16 @@ async def main(replicas: int, runs: int) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "shoal.server", "--data-dir", data_dir, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        server = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shoal.server",
+            "--data-dir",
+            data_dir,
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         stop = asyncio.Event()
         try:
@@ -119,10 +125,10 @@ async def main(replicas: int, runs: int) -> None:
         finally:
             os.kill(server.pid, signal.SIGTERM)
             try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(server.wait(), 10)
+            except TimeoutError:
                 os.kill(server.pid, signal.SIGKILL)
-                server.wait()
+                await server.wait()
     for i, seconds in enumerate(results):
         print(f"run {i + 1}: apply -> {replicas} Pod objects: {seconds:.3f} s")
     best = min(results)

@@ -64,8 +64,12 @@ class EventRecorder:
 
     def record(self, obj: Resource, type_: str, reason: str, message: str) -> None:
         """Record an event about `obj` (type "Normal" or "Warning")."""
-        ref = ObjectReference(kind=obj.kind, name=obj.metadata.name,
-                              namespace=obj.metadata.namespace, uid=obj.metadata.uid)
+        ref = ObjectReference(
+            kind=obj.kind,
+            name=obj.metadata.name,
+            namespace=obj.metadata.namespace,
+            uid=obj.metadata.uid,
+        )
         when = _now()
         identity = ref.uid or f"{ref.kind}/{ref.namespace}/{ref.name}"
         if self._is_similar(identity, reason, type_, message, when):
@@ -87,8 +91,9 @@ class EventRecorder:
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
-    def _is_similar(self, identity: str, reason: str, type_: str, message: str,
-                    when: datetime) -> bool:
+    def _is_similar(
+        self, identity: str, reason: str, type_: str, message: str, when: datetime
+    ) -> bool:
         group = (identity, reason, type_)
         since, messages = self._similar.get(group, (when, set()))
         if when - since > _SIMILAR_WINDOW:
@@ -131,9 +136,13 @@ class EventRecorder:
     async def _send(self, key: Key, pending: _Pending) -> None:
         known = self._known.get(key)
         if known is not None:
-            bumped = known.model_copy(update={"count": known.count + pending.count,
-                                              "message": pending.message,
-                                              "last_timestamp": pending.last})
+            bumped = known.model_copy(
+                update={
+                    "count": known.count + pending.count,
+                    "message": pending.message,
+                    "last_timestamp": pending.last,
+                }
+            )
             try:
                 self._remember(key, await self.client.update(bumped))
                 return
@@ -142,11 +151,17 @@ class EventRecorder:
         ref = pending.ref
         event = Event(
             kind="Event",
-            metadata=ObjectMeta(name=f"{ref.name}.{uuid.uuid4().hex[:16]}"[:253],
-                                namespace=ref.namespace or DEFAULT_NAMESPACE),
-            involved_object=ref, reason=pending.reason, message=pending.message,
+            metadata=ObjectMeta(
+                name=f"{ref.name}.{uuid.uuid4().hex[:16]}"[:253],
+                namespace=ref.namespace or DEFAULT_NAMESPACE,
+            ),
+            involved_object=ref,
+            reason=pending.reason,
+            message=pending.message,
             type="Warning" if pending.type == "Warning" else "Normal",
-            count=pending.count, first_timestamp=pending.first, last_timestamp=pending.last,
+            count=pending.count,
+            first_timestamp=pending.first,
+            last_timestamp=pending.last,
             source=self.source,
         )
         self._remember(key, await self.client.create(event))

@@ -14,30 +14,55 @@ from shoal.controllers.revisions import build_replica_set
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def deployment(replicas: int = 3, *, version: str = "v1", surge: int | str = "25%",
-               unavailable: int | str = "25%", strategy: str = "RollingUpdate",
-               **spec: Any) -> Deployment:
+def deployment(
+    replicas: int = 3,
+    *,
+    version: str = "v1",
+    surge: int | str = "25%",
+    unavailable: int | str = "25%",
+    strategy: str = "RollingUpdate",
+    **spec: Any,
+) -> Deployment:
     doc: dict[str, Any] = {
         "kind": "Deployment",
-        "metadata": {"name": "web", "uid": "deploy-uid", "generation": 1,
-                     "creationTimestamp": T0.isoformat()},
+        "metadata": {
+            "name": "web",
+            "uid": "deploy-uid",
+            "generation": 1,
+            "creationTimestamp": T0.isoformat(),
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"command": ["serve", version]}},
-            "strategy": ({"type": "Recreate"} if strategy == "Recreate" else
-                         {"type": "RollingUpdate",
-                          "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}),
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"command": ["serve", version]},
+            },
+            "strategy": (
+                {"type": "Recreate"}
+                if strategy == "Recreate"
+                else {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable},
+                }
+            ),
             **spec,
         },
     }
     return Deployment.from_json(doc)
 
 
-def replica_set(owner: Deployment, *, replicas: int, available: int | None = None,
-                revision: int = 1, age: int = 0, version: str | None = None,
-                desired: int | None = None, max_replicas: int | None = None) -> ReplicaSet:
+def replica_set(
+    owner: Deployment,
+    *,
+    replicas: int,
+    available: int | None = None,
+    revision: int = 1,
+    age: int = 0,
+    version: str | None = None,
+    desired: int | None = None,
+    max_replicas: int | None = None,
+) -> ReplicaSet:
     """A ReplicaSet of `owner`'s template (or of `version`), created `age` seconds after T0."""
     source = owner
     if version is not None:
@@ -59,21 +84,40 @@ def replica_set(owner: Deployment, *, replicas: int, available: int | None = Non
     return rs
 
 
-def pod(name: str, *, node: str | None = "n1", phase: str = "Running", ready: bool = True,
-        ready_at: datetime | None = None, created: datetime | None = None,
-        restarts: int = 0, deleting: bool = False, owner: ReplicaSet | None = None) -> Pod:
+def pod(
+    name: str,
+    *,
+    node: str | None = "n1",
+    phase: str = "Running",
+    ready: bool = True,
+    ready_at: datetime | None = None,
+    created: datetime | None = None,
+    restarts: int = 0,
+    deleting: bool = False,
+    owner: ReplicaSet | None = None,
+) -> Pod:
     p: Pod = Pod.new(name, spec={"command": ["serve"], "nodeName": node})
     p.metadata.creation_timestamp = created or T0
     p.status.phase = phase  # type: ignore[assignment]
     p.status.ready = ready
     p.status.restart_count = restarts
     if ready or ready_at is not None:
-        p.status.conditions = [Condition(type="Ready", status="True" if ready else "False",
-                                         last_transition_time=ready_at or T0)]
+        p.status.conditions = [
+            Condition(
+                type="Ready",
+                status="True" if ready else "False",
+                last_transition_time=ready_at or T0,
+            )
+        ]
     if deleting:
         p.metadata.deletion_timestamp = T0
     if owner is not None:
-        p.metadata.owner_references = [OwnerReference(kind="ReplicaSet", name=owner.metadata.name,
-                                                      uid=owner.metadata.uid or "",
-                                                      controller=True)]
+        p.metadata.owner_references = [
+            OwnerReference(
+                kind="ReplicaSet",
+                name=owner.metadata.name,
+                uid=owner.metadata.uid or "",
+                controller=True,
+            )
+        ]
     return p

@@ -100,8 +100,11 @@ def test_first_apply_creates_one_replicaset_with_every_replica() -> None:
     assert rs.spec.selector.match_labels["pod-template-hash"] == hash_value
     ref = rs.metadata.controller_ref()
     assert ref is not None and ref.uid == "deploy-uid"
-    assert ("Normal", "ScalingReplicaSet", f"Scaled up replica set web-{hash_value} from 0 to 3"
-            ) in plan.events
+    assert (
+        "Normal",
+        "ScalingReplicaSet",
+        f"Scaled up replica set web-{hash_value} from 0 to 3",
+    ) in plan.events
     assert plan.status is not None
     progressing = find_condition(plan.status.conditions, "Progressing")
     assert progressing is not None and progressing.reason == "NewReplicaSetCreated"
@@ -112,8 +115,14 @@ def test_rollout_completes_and_reports_conditions() -> None:
     c.run(ready=True)
     c.step(ready=True)
     st = c.d.status
-    assert (st.replicas, st.updated_replicas, st.available_replicas, st.unavailable_replicas,
-            st.current_revision, st.observed_generation) == (3, 3, 3, 0, 1, 1)
+    assert (
+        st.replicas,
+        st.updated_replicas,
+        st.available_replicas,
+        st.unavailable_replicas,
+        st.current_revision,
+        st.observed_generation,
+    ) == (3, 3, 3, 0, 1, 1)
     available = find_condition(st.conditions, "Available")
     progressing = find_condition(st.conditions, "Progressing")
     assert available is not None and available.reason == "MinimumReplicasAvailable"

@@ -42,8 +42,10 @@ async def client() -> AsyncIterator[AsyncClient]:
     server = asyncio.create_task(serve_api(MemoryStore(), "127.0.0.1", port, ready=ready))
     await asyncio.wait_for(ready.wait(), 10)
     stop = asyncio.Event()
-    async with AsyncClient(f"http://127.0.0.1:{port}") as api, \
-            AsyncClient(f"http://127.0.0.1:{port}") as controllers_api:
+    async with (
+        AsyncClient(f"http://127.0.0.1:{port}") as api,
+        AsyncClient(f"http://127.0.0.1:{port}") as controllers_api,
+    ):
         controllers = asyncio.create_task(run_controllers(controllers_api, stop=stop))
         yield api
         stop.set()
@@ -55,14 +57,20 @@ async def client() -> AsyncIterator[AsyncClient]:
 
 def manifest(replicas: int = 3, version: str = "v1", **strategy: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "shoal/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "apiVersion": "shoal/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"command": ["serve", version]}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": strategy or {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"command": ["serve", version]},
+            },
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": strategy or {"maxSurge": 1, "maxUnavailable": 0},
+            },
         },
     }
 
@@ -77,8 +85,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def pods(api: AsyncClient) -> list[Pod]:
-    return [p for p in (await api.list(Pod, "default")).items
-            if p.metadata.deletion_timestamp is None]
+    return [
+        p for p in (await api.list(Pod, "default")).items if p.metadata.deletion_timestamp is None
+    ]
 
 
 async def replica_sets(api: AsyncClient) -> list[ReplicaSet]:
@@ -92,7 +101,8 @@ async def mark_ready(api: AsyncClient, pod: Pod) -> None:
         pod.status.phase = "Running"
         pod.status.ready = True
         pod.status.conditions = set_condition(
-            pod.status.conditions, Condition(type="Ready", status="True"), now)
+            pod.status.conditions, Condition(type="Ready", status="True"), now
+        )
         try:
             await api.update_status(pod)
             return
@@ -185,8 +195,12 @@ async def test_deployment_scale_rollout_and_delete(client: AsyncClient) -> None:
         await ready_all(api)
         d = await api.get(Deployment, "web")
         sets = await replica_sets(api)
-        return (len(sets) == 2 and d.status.updated_replicas == 5
-                and d.status.available_replicas == 5 and d.status.replicas == 5)
+        return (
+            len(sets) == 2
+            and d.status.updated_replicas == 5
+            and d.status.available_replicas == 5
+            and d.status.replicas == 5
+        )
 
     await eventually(rolled, "the rollout to v2")
     assert most <= 6 and fewest_ready >= 5
@@ -210,8 +224,11 @@ async def test_deployment_scale_rollout_and_delete(client: AsyncClient) -> None:
     async def rolled_back() -> bool:
         await ready_all(api)
         d = await api.get(Deployment, "web")
-        return d.status.current_revision == 3 and d.status.available_replicas == 5 and (
-            d.status.updated_replicas == 5 and d.status.replicas == 5)
+        return (
+            d.status.current_revision == 3
+            and d.status.available_replicas == 5
+            and (d.status.updated_replicas == 5 and d.status.replicas == 5)
+        )
 
     await eventually(rolled_back, "the rollback")
     assert len(await replica_sets(api)) == 2
@@ -233,8 +250,9 @@ async def test_pod_with_finalizer_stops_gracefully(client: AsyncClient) -> None:
         return len(await pods(api)) == 2
 
     await eventually(two_pods, "2 pods")
-    held = await edit_pod(api, (await pods(api))[0].metadata.name,
-                          set_finalizers("shoal.dev/process"))
+    held = await edit_pod(
+        api, (await pods(api))[0].metadata.name, set_finalizers("shoal.dev/process")
+    )
     await api.apply(manifest(1))
 
     async def one_left() -> bool:
@@ -254,7 +272,8 @@ async def test_pod_with_finalizer_stops_gracefully(client: AsyncClient) -> None:
     async def gone_but_held() -> bool:
         left = (await api.list(Pod, "default")).items
         return not await replica_sets(api) and all(
-            p.metadata.deletion_timestamp is not None for p in left)
+            p.metadata.deletion_timestamp is not None for p in left
+        )
 
     await eventually(gone_but_held, "cascading delete")
     for pod in (await api.list(Pod, "default")).items:
@@ -276,8 +295,7 @@ async def test_scheduler_binds_pods_to_a_ready_node(client: AsyncClient) -> None
     async def unschedulable() -> bool:
         current = await pods(api)
         conditions = [find_condition(p.status.conditions, "PodScheduled") for p in current]
-        return len(current) == 2 and all(c is not None and c.status == "False"
-                                         for c in conditions)
+        return len(current) == 2 and all(c is not None and c.status == "False" for c in conditions)
 
     await eventually(unschedulable, "PodScheduled=False without nodes")
     events = (await api.list(Event, "default")).items
@@ -289,6 +307,8 @@ async def test_scheduler_binds_pods_to_a_ready_node(client: AsyncClient) -> None
         return len(current) == 2 and all(
             p.spec.node_name == "node-1"
             and (c := find_condition(p.status.conditions, "PodScheduled")) is not None
-            and c.status == "True" for p in current)
+            and c.status == "True"
+            for p in current
+        )
 
     await eventually(bound, "pods bound to node-1")

@@ -21,8 +21,12 @@ def test_creates_missing_pods_and_reports_status() -> None:
     plan = reconcile_replicaset(rs, [pod("a")], T0)
     assert plan.create == 2 and plan.delete == []
     assert plan.status is not None
-    assert (plan.status.replicas, plan.status.ready_replicas, plan.status.available_replicas,
-            plan.status.observed_generation) == (1, 1, 1, 1)
+    assert (
+        plan.status.replicas,
+        plan.status.ready_replicas,
+        plan.status.available_replicas,
+        plan.status.observed_generation,
+    ) == (1, 1, 1, 1)
 
 
 def test_terminating_and_finished_pods_do_not_count() -> None:
@@ -45,7 +49,11 @@ def test_scale_down_deletes_in_kubernetes_order() -> None:
     ]
     plan = reconcile_replicaset(rs, pods, T0 + timedelta(minutes=1))
     assert [p.metadata.name for p in plan.delete] == [
-        "unscheduled", "pending", "running-not-ready", "ready-young", "restarting",
+        "unscheduled",
+        "pending",
+        "running-not-ready",
+        "ready-young",
+        "restarting",
     ]
 
 
@@ -89,6 +97,8 @@ def test_build_pod_carries_labels_owner_and_hash() -> None:
     ref = built.metadata.controller_ref()
     assert ref is not None and ref.uid == rs.metadata.uid and ref.kind == "ReplicaSet"
     assert built.metadata.labels["app"] == "web"
-    assert built.metadata.labels[POD_TEMPLATE_HASH_LABEL] == rs.metadata.labels[
-        POD_TEMPLATE_HASH_LABEL]
+    assert (
+        built.metadata.labels[POD_TEMPLATE_HASH_LABEL]
+        == rs.metadata.labels[POD_TEMPLATE_HASH_LABEL]
+    )
     assert built.spec == rs.spec.template.spec

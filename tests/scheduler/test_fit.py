@@ -10,8 +10,15 @@ from shoal.api.pod import Pod
 from shoal.scheduler.fit import Scheduled, Unschedulable, requests_of, schedule
 
 
-def node(name: str, cpu: str = "4", memory: str = "8Gi", *, ready: str | None = "True",
-         unschedulable: bool = False, pods: int = 110) -> Node:
+def node(
+    name: str,
+    cpu: str = "4",
+    memory: str = "8Gi",
+    *,
+    ready: str | None = "True",
+    unschedulable: bool = False,
+    pods: int = 110,
+) -> Node:
     n: Node = Node.new(name, namespace=None)
     n.spec.unschedulable = unschedulable
     n.status.allocatable.cpu = cpu
@@ -22,16 +29,21 @@ def node(name: str, cpu: str = "4", memory: str = "8Gi", *, ready: str | None = 
     return n
 
 
-def pod(name: str = "p", cpu: str | None = None, memory: str | None = None,
-        on: str | None = None) -> Pod:
+def pod(
+    name: str = "p", cpu: str | None = None, memory: str | None = None, on: str | None = None
+) -> Pod:
     requests: dict[str, Any] = {}
     if cpu:
         requests["cpu"] = cpu
     if memory:
         requests["memory"] = memory
-    return Pod.from_json({"kind": "Pod", "metadata": {"name": name},
-                          "spec": {"command": ["x"], "nodeName": on,
-                                   "resources": {"requests": requests}}})
+    return Pod.from_json(
+        {
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"command": ["x"], "nodeName": on, "resources": {"requests": requests}},
+        }
+    )
 
 
 def test_requests_parse_quantities() -> None:
@@ -46,15 +58,23 @@ def test_picks_least_allocated_node() -> None:
 
 
 def test_skips_not_ready_unschedulable_and_full_nodes() -> None:
-    nodes = [node("down", ready="False"), node("new", ready=None),
-             node("cordoned", unschedulable=True), node("small", cpu="250m"),
-             node("full", pods=1)]
+    nodes = [
+        node("down", ready="False"),
+        node("new", ready=None),
+        node("cordoned", unschedulable=True),
+        node("small", cpu="250m"),
+        node("full", pods=1),
+    ]
     bound = {"full": [pod("x", on="full")]}
     result = schedule(pod(cpu="500m"), nodes, bound)
     assert isinstance(result, Unschedulable)
     assert result.reason.startswith("0/5 nodes are available: ")
-    for text in ("2 nodes: node is not ready", "1 node: node is unschedulable",
-                 "1 node: insufficient cpu", "1 node: too many pods"):
+    for text in (
+        "2 nodes: node is not ready",
+        "1 node: node is unschedulable",
+        "1 node: insufficient cpu",
+        "1 node: too many pods",
+    ):
         assert text in result.reason
 
 

@@ -29,11 +29,13 @@ class ControllerContext:
     nodes: Informer[Node]
 
     @classmethod
-    def create(cls, client: AsyncClient, clock: Clock | None = None,
-               resync_seconds: float = 300.0) -> ControllerContext:
+    def create(
+        cls, client: AsyncClient, clock: Clock | None = None, resync_seconds: float = 300.0
+    ) -> ControllerContext:
         clock = clock or SystemClock()
         return cls(
-            client=client, clock=clock,
+            client=client,
+            clock=clock,
             recorder=EventRecorder(client, "controller-manager"),
             deployments=Informer(client, Deployment, clock=clock, resync_seconds=resync_seconds),
             replica_sets=Informer(client, ReplicaSet, clock=clock, resync_seconds=resync_seconds),
@@ -51,5 +53,8 @@ class ControllerContext:
         return table.get(kind)
 
     def all_informers(self) -> list[Informer[Resource]]:
-        return [i for i in (self.informer_for(k) for k in
-                            ("Deployment", "ReplicaSet", "Pod", "Node")) if i is not None]
+        return [
+            i
+            for i in (self.informer_for(k) for k in ("Deployment", "ReplicaSet", "Pod", "Node"))
+            if i is not None
+        ]

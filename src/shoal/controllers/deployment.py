@@ -30,8 +30,7 @@ class DeploymentExecutor:
         if deployment is None or deployment.metadata.uid is None:
             return None
         sets = ctx.replica_sets.owned_by(deployment.metadata.uid)
-        pods = {rs.metadata.name: len(ctx.pods.owned_by(rs.metadata.uid or ""))
-                for rs in sets}
+        pods = {rs.metadata.name: len(ctx.pods.owned_by(rs.metadata.uid or "")) for rs in sets}
         plan = reconcile_deployment(deployment, sets, pods, ctx.clock.now())
         if plan.create is not None:
             await self._create(plan.create)
@@ -39,12 +38,16 @@ class DeploymentExecutor:
             ctx.replica_sets.remember(await ctx.client.update(rs))
         for rs in plan.deletes:
             with contextlib.suppress(NotFound):
-                await ctx.client.delete(ReplicaSet, rs.metadata.name,
-                                        rs.metadata.namespace or "default")
+                await ctx.client.delete(
+                    ReplicaSet, rs.metadata.name, rs.metadata.namespace or "default"
+                )
             ctx.replica_sets.deleted(rs)
-            ctx.recorder.record(deployment, "Normal", "DeletedOldReplicaSet",
-                                f"Deleted old replica set {rs.metadata.name} "
-                                "(beyond revisionHistoryLimit)")
+            ctx.recorder.record(
+                deployment,
+                "Normal",
+                "DeletedOldReplicaSet",
+                f"Deleted old replica set {rs.metadata.name} (beyond revisionHistoryLimit)",
+            )
         for type_, reason, message in plan.events:
             ctx.recorder.record(deployment, type_, reason, message)
         if plan.status is not None:
@@ -59,15 +62,18 @@ class DeploymentExecutor:
         try:
             ctx.replica_sets.remember(await ctx.client.create(rs))
         except AlreadyExists:
-            existing = await ctx.client.get(ReplicaSet, rs.metadata.name,
-                                            rs.metadata.namespace or "default")
+            existing = await ctx.client.get(
+                ReplicaSet, rs.metadata.name, rs.metadata.namespace or "default"
+            )
             ours = existing.metadata.controller_ref()
             owner_uid = rs.metadata.owner_references[0].uid
-            if (ours is None or ours.uid != owner_uid
-                    or not same_template(existing.spec.template, rs.spec.template)):
+            if (
+                ours is None
+                or ours.uid != owner_uid
+                or not same_template(existing.spec.template, rs.spec.template)
+            ):
                 raise  # a name taken by something else: retried with backoff, visibly
             ctx.replica_sets.remember(existing)
-
 
 
 # `shoal rollout undo` looks the rollback up here, beside the controller it drives.

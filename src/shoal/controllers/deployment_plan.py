@@ -58,8 +58,13 @@ def is_scaling_event(deployment: Deployment, sets: list[ReplicaSet]) -> bool:
 
 def history_to_delete(deployment: Deployment, old: list[ReplicaSet]) -> list[ReplicaSet]:
     """Old ReplicaSets at zero replicas beyond revisionHistoryLimit, oldest revisions first."""
-    idle = [rs for rs in old if rs.spec.replicas == 0 and rs.status.replicas == 0
-            and rs.metadata.deletion_timestamp is None]
+    idle = [
+        rs
+        for rs in old
+        if rs.spec.replicas == 0
+        and rs.status.replicas == 0
+        and rs.metadata.deletion_timestamp is None
+    ]
     excess = len(idle) - deployment.spec.revision_history_limit
     if excess <= 0:
         return []
@@ -67,8 +72,9 @@ def history_to_delete(deployment: Deployment, old: list[ReplicaSet]) -> list[Rep
     return idle[:excess]
 
 
-def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
-                         old_pods: Mapping[str, int], now: datetime) -> DeploymentPlan:
+def reconcile_deployment(
+    deployment: Deployment, sets: list[ReplicaSet], old_pods: Mapping[str, int], now: datetime
+) -> DeploymentPlan:
     """Decide the next step for `deployment`, given the ReplicaSets it controls.
 
     `old_pods` counts existing pods (terminating ones too) per ReplicaSet name.
@@ -93,8 +99,9 @@ def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
         working[new.metadata.name] = new
         started = "FoundNewReplicaSet"
 
-    context = RolloutContext(deployment, new, old,
-                             sum(old_pods.get(rs.metadata.name, 0) for rs in old), now)
+    context = RolloutContext(
+        deployment, new, old, sum(old_pods.get(rs.metadata.name, 0) for rs in old), now
+    )
     sizes: dict[str, int] = {}
     rollout = False
     if deployment.spec.paused or is_scaling_event(deployment, context.all):
@@ -109,9 +116,13 @@ def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
             new = build_replica_set(deployment, top_old + 1, step.create_new, surge)
             plan.create = new
             started = "NewReplicaSetCreated"
-            plan.events.append(("Normal", "ScalingReplicaSet",
-                                f"Scaled up replica set {new.metadata.name} from 0 to "
-                                f"{step.create_new}"))
+            plan.events.append(
+                (
+                    "Normal",
+                    "ScalingReplicaSet",
+                    f"Scaled up replica set {new.metadata.name} from 0 to {step.create_new}",
+                )
+            )
 
     annotations = replica_annotations(deployment, surge)
     for name, size in sizes.items():
@@ -119,7 +130,8 @@ def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
         if rs is None:
             continue
         if rs.spec.replicas == size and all(
-                rs.metadata.annotations.get(k) == v for k, v in annotations.items()):
+            rs.metadata.annotations.get(k) == v for k, v in annotations.items()
+        ):
             continue
         changed = rs.model_copy(deep=True)
         changed.spec.replicas = size
@@ -127,9 +139,13 @@ def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
         working[name] = changed
         if size != rs.spec.replicas:
             direction = "up" if size > rs.spec.replicas else "down"
-            plan.events.append(("Normal", "ScalingReplicaSet",
-                                f"Scaled {direction} replica set {name} from "
-                                f"{rs.spec.replicas} to {size}"))
+            plan.events.append(
+                (
+                    "Normal",
+                    "ScalingReplicaSet",
+                    f"Scaled {direction} replica set {name} from {rs.spec.replicas} to {size}",
+                )
+            )
     plan.updates = [rs for name, rs in working.items() if rs is not _original(sets, name)]
     if new is not None and new.metadata.name in working and plan.create is None:
         new = working[new.metadata.name]
@@ -139,12 +155,12 @@ def reconcile_deployment(deployment: Deployment, sets: list[ReplicaSet],
     status = deployment_status.count_status(deployment, current, new, max_unavailable, now)
     deployment_status.paused_conditions(deployment, status, now)
     if rollout:
-        outcome = deployment_status.rollout_conditions(deployment, status, new, now,
-                                                       started=started)
+        outcome = deployment_status.rollout_conditions(
+            deployment, status, new, now, started=started
+        )
         plan.events.extend(outcome.events)
         plan.requeue_after = outcome.requeue_after
-        if (not sizes and plan.create is None
-                and deployment_status.is_complete(deployment, status)):
+        if not sizes and plan.create is None and deployment_status.is_complete(deployment, status):
             plan.deletes = history_to_delete(deployment, old)
     if status != deployment.status:
         plan.status = status
@@ -155,7 +171,12 @@ def _original(sets: list[ReplicaSet], name: str) -> ReplicaSet | None:
     return next((rs for rs in sets if rs.metadata.name == name), None)
 
 
-def _final_status(deployment: Deployment, sets: list[ReplicaSet], new: ReplicaSet | None,
-                  max_unavailable: int, now: datetime) -> DeploymentStatus | None:
+def _final_status(
+    deployment: Deployment,
+    sets: list[ReplicaSet],
+    new: ReplicaSet | None,
+    max_unavailable: int,
+    now: datetime,
+) -> DeploymentStatus | None:
     status = deployment_status.count_status(deployment, sets, new, max_unavailable, now)
     return status if status != deployment.status else None

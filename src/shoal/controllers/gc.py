@@ -55,6 +55,10 @@ class GarbageCollector:
         with contextlib.suppress(NotFound):
             await ctx.client.delete(type(obj), name, namespace or "default")
         informer.deleted(obj)
-        ctx.recorder.record(obj, "Normal", "GarbageCollected",
-                            f"Deleted {kind} {name}: its owner {ref.kind} {ref.name} is gone")
+        ctx.recorder.record(
+            obj,
+            "Normal",
+            "GarbageCollected",
+            f"Deleted {kind} {name}: its owner {ref.kind} {ref.name} is gone",
+        )
         return None

@@ -46,8 +46,15 @@ def revision_of(obj: Resource) -> int:
 
 
 class Informer(Generic[R]):
-    def __init__(self, client: AsyncClient, cls: type[R], *, clock: Clock | None = None,
-                 resync_seconds: float = 300.0, max_backoff: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        cls: type[R],
+        *,
+        clock: Clock | None = None,
+        resync_seconds: float = 300.0,
+        max_backoff: float = 10.0,
+    ) -> None:
         self.client = client
         self.cls = cls
         self.clock: Clock = clock or SystemClock()
@@ -161,8 +168,9 @@ class Informer(Generic[R]):
                     self.revision = max(self.revision, event.revision)
                     self._apply(event.type, event.object)
             except Gone:
-                log.info("informer %s: revision %d expired, re-listing", self.cls.KIND,
-                         self.revision)
+                log.info(
+                    "informer %s: revision %d expired, re-listing", self.cls.KIND, self.revision
+                )
                 need_list = True
                 continue
             except (ApiError, OSError, ValueError) as error:

@@ -50,14 +50,16 @@ class ControllerManager:
     def __init__(self, context: ControllerContext, *, workers: int = 4) -> None:
         self.context = context
         clock = context.clock
-        self.deployments = Controller("deployment", DeploymentExecutor(context).reconcile,
-                                      clock=clock, workers=workers)
-        self.replica_sets = Controller("replicaset", ReplicaSetExecutor(context).reconcile,
-                                       clock=clock, workers=workers)
-        self.gc = Controller("garbage-collector", GarbageCollector(context).reconcile,
-                             clock=clock, workers=2)
-        self.scheduler = Controller("scheduler", Binder(context).reconcile, clock=clock,
-                                    workers=1)
+        self.deployments = Controller(
+            "deployment", DeploymentExecutor(context).reconcile, clock=clock, workers=workers
+        )
+        self.replica_sets = Controller(
+            "replicaset", ReplicaSetExecutor(context).reconcile, clock=clock, workers=workers
+        )
+        self.gc = Controller(
+            "garbage-collector", GarbageCollector(context).reconcile, clock=clock, workers=2
+        )
+        self.scheduler = Controller("scheduler", Binder(context).reconcile, clock=clock, workers=1)
         context.deployments.add_handler(self._on_deployment)
         context.replica_sets.add_handler(self._on_replica_set)
         context.pods.add_handler(self._on_pod)
@@ -138,8 +140,9 @@ async def _all_synced(ctx: ControllerContext) -> object:
     return None
 
 
-async def run_controllers(client: AsyncClient, *, stop: asyncio.Event,
-                          clock: Clock | None = None) -> None:
+async def run_controllers(
+    client: AsyncClient, *, stop: asyncio.Event, clock: Clock | None = None
+) -> None:
     """Run every controller and the scheduler until `stop` is set (called by the server)."""
     manager = ControllerManager(ControllerContext.create(client, clock))
     log.info("controllers started")

@@ -64,18 +64,21 @@ class ReplicaSetExecutor:
             except AlreadyExists:
                 continue  # a name clash: draw another suffix
             self.context.pods.remember(created)
-            self.context.recorder.record(rs, "Normal", "SuccessfulCreate",
-                                         f"Created pod: {created.metadata.name}")
+            self.context.recorder.record(
+                rs, "Normal", "SuccessfulCreate", f"Created pod: {created.metadata.name}"
+            )
             return
         raise AlreadyExists(f"could not find a free pod name for {rs.metadata.name}")
 
     async def _delete(self, rs: ReplicaSet, pod: Pod) -> None:
         with contextlib.suppress(NotFound):
-            await self.context.client.delete(Pod, pod.metadata.name,
-                                             pod.metadata.namespace or "default")
+            await self.context.client.delete(
+                Pod, pod.metadata.name, pod.metadata.namespace or "default"
+            )
         self.context.pods.deleted(pod)
-        self.context.recorder.record(rs, "Normal", "SuccessfulDelete",
-                                     f"Deleted pod: {pod.metadata.name}")
+        self.context.recorder.record(
+            rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}"
+        )
 
     async def _write_status(self, rs: ReplicaSet, status: ReplicaSetStatus) -> None:
         # Status is this controller's alone and one worker handles a key at a time, so the

@@ -34,7 +34,9 @@ class ReplicaSetPlan:
 
 def is_active(pod: Pod) -> bool:
     return pod.metadata.deletion_timestamp is None and pod.status.phase not in (
-        "Succeeded", "Failed")
+        "Succeeded",
+        "Failed",
+    )
 
 
 def is_ready(pod: Pod) -> bool:
@@ -116,12 +118,21 @@ def build_pod(rs: ReplicaSet, name: str) -> Pod:
     hash_value = rs.metadata.labels.get(POD_TEMPLATE_HASH_LABEL)
     if hash_value and POD_TEMPLATE_HASH_LABEL not in labels:
         labels[POD_TEMPLATE_HASH_LABEL] = hash_value
-    owner = OwnerReference(kind="ReplicaSet", name=rs.metadata.name, uid=rs.metadata.uid or "",
-                           controller=True, block_owner_deletion=True)
+    owner = OwnerReference(
+        kind="ReplicaSet",
+        name=rs.metadata.name,
+        uid=rs.metadata.uid or "",
+        controller=True,
+        block_owner_deletion=True,
+    )
     return Pod(
         kind="Pod",
-        metadata=ObjectMeta(name=name, namespace=rs.metadata.namespace, labels=labels,
-                            annotations=dict(template.metadata.annotations),
-                            owner_references=[owner]),
+        metadata=ObjectMeta(
+            name=name,
+            namespace=rs.metadata.namespace,
+            labels=labels,
+            annotations=dict(template.metadata.annotations),
+            owner_references=[owner],
+        ),
         spec=template.spec.model_copy(deep=True),
     )

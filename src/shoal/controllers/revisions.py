@@ -55,8 +55,13 @@ def find_new(deployment: Deployment, sets: list[ReplicaSet]) -> ReplicaSet | Non
     matching = [rs for rs in sets if same_template(rs.spec.template, deployment.spec.template)]
     if not matching:
         return None
-    matching.sort(key=lambda rs: (rs.metadata.creation_timestamp is None,
-                                  rs.metadata.creation_timestamp, rs.metadata.name))
+    matching.sort(
+        key=lambda rs: (
+            rs.metadata.creation_timestamp is None,
+            rs.metadata.creation_timestamp,
+            rs.metadata.name,
+        )
+    )
     return matching[0]
 
 
@@ -85,8 +90,13 @@ def build_replica_set(
         REVISION_ANNOTATION: str(revision),
         **replica_annotations(deployment, surge),
     }
-    owner = OwnerReference(kind="Deployment", name=meta.name, uid=meta.uid or "",
-                           controller=True, block_owner_deletion=True)
+    owner = OwnerReference(
+        kind="Deployment",
+        name=meta.name,
+        uid=meta.uid or "",
+        controller=True,
+        block_owner_deletion=True,
+    )
     return ReplicaSet(
         kind="ReplicaSet",
         metadata=ObjectMeta(
@@ -96,6 +106,10 @@ def build_replica_set(
             annotations=annotations,
             owner_references=[owner],
         ),
-        spec=ReplicaSetSpec(replicas=replicas, selector=selector, template=template,
-                            min_ready_seconds=deployment.spec.min_ready_seconds),
+        spec=ReplicaSetSpec(
+            replicas=replicas,
+            selector=selector,
+            template=template,
+            min_ready_seconds=deployment.spec.min_ready_seconds,
+        ),
     )

@@ -18,33 +18,43 @@ from shoal.controllers.revisions import find_new
 from shoal.controllers.strategies.base import revision_of
 
 
-def rollback_template(deployment: Deployment, sets: list[ReplicaSet],
-                      to_revision: int | None) -> PodTemplateSpec:
+def rollback_template(
+    deployment: Deployment, sets: list[ReplicaSet], to_revision: int | None
+) -> PodTemplateSpec:
     """The template to roll back to. Raises NotFound naming the revisions that exist."""
-    owned = [rs for rs in sets if (ref := rs.metadata.controller_ref()) is not None
-             and ref.uid == deployment.metadata.uid]
+    owned = [
+        rs
+        for rs in sets
+        if (ref := rs.metadata.controller_ref()) is not None and ref.uid == deployment.metadata.uid
+    ]
     revisions = sorted({revision_of(rs) for rs in owned if revision_of(rs) > 0})
     known = ", ".join(map(str, revisions)) or "none"
     if to_revision is None:
         current = find_new(deployment, owned)
-        current_revision = (revision_of(current) if current is not None
-                            else max(revisions, default=0))
+        current_revision = (
+            revision_of(current) if current is not None else max(revisions, default=0)
+        )
         older = [r for r in revisions if r < current_revision]
         if not older:
-            raise NotFound(f"deployment {deployment.metadata.name} has no previous revision "
-                           f"to roll back to (revisions: {known})")
+            raise NotFound(
+                f"deployment {deployment.metadata.name} has no previous revision "
+                f"to roll back to (revisions: {known})"
+            )
         to_revision = older[-1]
     target = next((rs for rs in owned if revision_of(rs) == to_revision), None)
     if target is None:
-        raise NotFound(f"deployment {deployment.metadata.name} has no revision {to_revision} "
-                       f"(revisions: {known})")
+        raise NotFound(
+            f"deployment {deployment.metadata.name} has no revision {to_revision} "
+            f"(revisions: {known})"
+        )
     template = target.spec.template.model_copy(deep=True)
     template.metadata.labels.pop(POD_TEMPLATE_HASH_LABEL, None)
     return template
 
 
-async def rollback_deployment(client: AsyncClient, namespace: str, name: str,
-                              to_revision: int | None = None) -> Deployment:
+async def rollback_deployment(
+    client: AsyncClient, namespace: str, name: str, to_revision: int | None = None
+) -> Deployment:
     """Roll `namespace/name` back to `to_revision` (default: the previous one).
 
     Returns the updated Deployment (unchanged if it already runs that template).

@@ -86,8 +86,13 @@ class Controller:
             return
         except Exception as error:
             delay = self.queue.backoff(key)
-            log.info("%s: %s: %s; retry in %.2fs", self.name, "/".join(key),
-                     error.__class__.__name__ + ": " + str(error), delay)
+            log.info(
+                "%s: %s: %s; retry in %.2fs",
+                self.name,
+                "/".join(key),
+                error.__class__.__name__ + ": " + str(error),
+                delay,
+            )
             self.queue.add_after(key, delay)
             return
         self.queue.forget(key)

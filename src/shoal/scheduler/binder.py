@@ -53,14 +53,24 @@ class Binder:
             ctx.pods.remember(written)
             condition = Condition(type="PodScheduled", status="True")
             await self._set_condition(written, condition)
-            ctx.recorder.record(pod, "Normal", "Scheduled",
-                                f"Successfully assigned {namespace}/{name} to {decision.node}")
+            ctx.recorder.record(
+                pod,
+                "Normal",
+                "Scheduled",
+                f"Successfully assigned {namespace}/{name} to {decision.node}",
+            )
             return None
         current = find_condition(pod.status.conditions, "PodScheduled")
         if current is None or current.message != decision.reason:
-            await self._set_condition(pod, Condition(
-                type="PodScheduled", status="False", reason="Unschedulable",
-                message=decision.reason))
+            await self._set_condition(
+                pod,
+                Condition(
+                    type="PodScheduled",
+                    status="False",
+                    reason="Unschedulable",
+                    message=decision.reason,
+                ),
+            )
         ctx.recorder.record(pod, "Warning", "FailedScheduling", decision.reason)
         return Result(requeue_after=RETRY_UNSCHEDULABLE)
 
@@ -72,12 +82,14 @@ class Binder:
             status = current.status.model_copy(deep=True)
             status.conditions = set_condition(status.conditions, condition, ctx.clock.now())
             try:
-                ctx.pods.remember(await ctx.client.update_status(
-                    current.model_copy(update={"status": status})))
+                ctx.pods.remember(
+                    await ctx.client.update_status(current.model_copy(update={"status": status}))
+                )
                 return
             except NotFound:
                 return
             except Conflict:
-                current = await ctx.client.get(Pod, pod.metadata.name,
-                                               pod.metadata.namespace or "default")
+                current = await ctx.client.get(
+                    Pod, pod.metadata.name, pod.metadata.namespace or "default"
+                )
                 ctx.pods.remember(current)

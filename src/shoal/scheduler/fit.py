@@ -57,8 +57,13 @@ def _free(node: Node, bound: Sequence[Pod]) -> tuple[int, int, int, int, int]:
         pod_cpu, pod_memory = requests_of(pod)
         used_cpu += pod_cpu
         used_memory += pod_memory
-    return (cpu - used_cpu, memory - used_memory, cpu, memory,
-            node.status.allocatable.pods - len(bound))
+    return (
+        cpu - used_cpu,
+        memory - used_memory,
+        cpu,
+        memory,
+        node.status.allocatable.pods - len(bound),
+    )
 
 
 def _score(free_cpu: int, free_memory: int, cpu: int, memory: int) -> float:
@@ -66,8 +71,9 @@ def _score(free_cpu: int, free_memory: int, cpu: int, memory: int) -> float:
     return sum(shares) / len(shares) if shares else 1.0
 
 
-def schedule(pod: Pod, nodes: Sequence[Node],
-             pods_on_nodes: Mapping[str, Sequence[Pod]]) -> Scheduled | Unschedulable:
+def schedule(
+    pod: Pod, nodes: Sequence[Node], pods_on_nodes: Mapping[str, Sequence[Pod]]
+) -> Scheduled | Unschedulable:
     want_cpu, want_memory = requests_of(pod)
     reasons: Counter[str] = Counter()
     candidates: list[tuple[float, int, str]] = []
@@ -94,7 +100,9 @@ def schedule(pod: Pod, nodes: Sequence[Node],
         candidates.append((-score, len(bound), name))
     if candidates:
         return Scheduled(min(candidates)[2])
-    details = ", ".join(f"{count} {'node' if count == 1 else 'nodes'}: {reason}"
-                        for reason, count in sorted(reasons.items()))
+    details = ", ".join(
+        f"{count} {'node' if count == 1 else 'nodes'}: {reason}"
+        for reason, count in sorted(reasons.items())
+    )
     summary = f"0/{len(nodes)} nodes are available"
     return Unschedulable(f"{summary}: {details}." if details else f"{summary}.")

@@ -34,8 +34,9 @@ from shoal.controllers.strategies.rolling import (
         ("100%", 0, 3, (3, 0)),
     ],
 )
-def test_fenceposts(surge: int | str, unavailable: int | str, replicas: int,
-                    expected: tuple[int, int]) -> None:
+def test_fenceposts(
+    surge: int | str, unavailable: int | str, replicas: int, expected: tuple[int, int]
+) -> None:
     assert fenceposts(surge, unavailable, replicas) == expected
 
 
@@ -73,13 +74,19 @@ def _apply(sets: dict[str, ReplicaSet], scales: dict[str, int]) -> None:
         rs.status.ready_replicas = rs.status.available_replicas
 
 
-settings_int_or_percent = st.one_of(st.integers(0, 6),
-                                    st.sampled_from(["0%", "10%", "25%", "50%", "100%"]))
+settings_int_or_percent = st.one_of(
+    st.integers(0, 6), st.sampled_from(["0%", "10%", "25%", "50%", "100%"])
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(replicas=st.integers(1, 25), surge=settings_int_or_percent,
-       unavailable=settings_int_or_percent, old_sets=st.integers(1, 3), data=st.data())
+@given(
+    replicas=st.integers(1, 25),
+    surge=settings_int_or_percent,
+    unavailable=settings_int_or_percent,
+    old_sets=st.integers(1, 3),
+    data=st.data(),
+)
 def test_rolling_never_breaks_surge_or_unavailable_and_converges(
     replicas: int, surge: int | str, unavailable: int | str, old_sets: int, data: st.DataObject
 ) -> None:
@@ -121,8 +128,11 @@ def test_rolling_never_breaks_surge_or_unavailable_and_converges(
             gained = missing if everything_ready else data.draw(st.integers(0, missing))
             new_rs.status.available_replicas += gained
             new_rs.status.ready_replicas = new_rs.status.available_replicas
-        done = (new_rs is not None and new_rs.status.available_replicas == replicas
-                and all(rs.spec.replicas == 0 for name, rs in sets.items() if name != new_name))
+        done = (
+            new_rs is not None
+            and new_rs.status.available_replicas == replicas
+            and all(rs.spec.replicas == 0 for name, rs in sets.items() if name != new_name)
+        )
         if step.is_empty() and done:
             break
     else:

@@ -111,6 +111,8 @@ def is_saturated(deployment: Deployment, rs: ReplicaSet | None) -> bool:
     if rs is None:
         return False
     wanted = deployment.spec.replicas
-    return (rs.spec.replicas == wanted
-            and annotation_int(rs, DESIRED_REPLICAS_ANNOTATION) == wanted
-            and rs.status.available_replicas == wanted)
+    return (
+        rs.spec.replicas == wanted
+        and annotation_int(rs, DESIRED_REPLICAS_ANNOTATION) == wanted
+        and rs.status.available_replicas == wanted
+    )

@@ -120,8 +120,11 @@ def scale_down_old(
             count = min(size, allowed - removed)
             sizes[rs.metadata.name] = size - count
             removed += count
-    return {rs.metadata.name: sizes[rs.metadata.name] for rs in old
-            if sizes[rs.metadata.name] != rs.spec.replicas}
+    return {
+        rs.metadata.name: sizes[rs.metadata.name]
+        for rs in old
+        if sizes[rs.metadata.name] != rs.spec.replicas
+    }
 
 
 def rollout(context: RolloutContext) -> RolloutStep:
