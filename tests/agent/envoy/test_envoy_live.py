@@ -123,6 +123,25 @@ async def test_sticky_weights_by_header_hash(
     assert seen["stable"] > 0 and seen["canary"] > 0
 
 
+async def test_sticky_weights_by_cookie_hash(
+    envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
+) -> None:
+    stable, canary = upstreams("stable"), upstreams("canary")
+    port = free_port()
+    dest = Destination.split({"s": 50, "c": 50}, hash_cookie="shoal-user")
+    table = RoutingTable(
+        (ServiceListener("sticky", port, (Route(dest),)),),
+        (cluster("s", stable), cluster("c", canary)),
+    )
+    await apply_and_confirm(envoy.writer, envoy.supervisor.admin, table)
+    seen: Counter[str] = Counter()
+    for user in range(30):
+        answers = await bodies(port, 5, {"cookie": f"theme=dark; shoal-user=u{user}"})
+        assert len(answers) == 1, f"u{user} saw both versions: {answers}"
+        seen.update(answers.keys())
+    assert seen["stable"] > 0 and seen["canary"] > 0
+
+
 async def test_mirror_copies_safe_methods_only(
     envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
 ) -> None:
@@ -146,6 +165,7 @@ async def test_mirror_copies_safe_methods_only(
                 break
             await asyncio.sleep(0.02)
     assert counts.get("GET") == 30
+    assert counts.get("shadow-header") == 30  # copies are marked, so services can skip effects
     assert counts.get("POST", 0) == 0
 
 

@@ -158,6 +158,13 @@ def test_sticky_hook_hashes_the_header_and_zero_weights_are_dropped() -> None:
     action = routes_of(sticky)[0]["route"]
     assert action["weighted_clusters"]["use_hash_policy"] is True
     assert action["hash_policy"] == [{"header": {"header_name": "x-user-id"}}]
+    both = ServiceListener(
+        "l", 1, (Route(Destination.split({"s": 1, "c": 1}, "x-user-id", "shoal-user")),)
+    )
+    assert routes_of(both)[0]["route"]["hash_policy"] == [
+        {"header": {"header_name": "x-user-id"}},
+        {"cookie": {"name": "shoal-user"}},
+    ]
     aborted = ServiceListener("l", 1, (Route(Destination.split({"s": 100, "c": 0})),))
     assert routes_of(aborted)[0]["route"]["cluster"] == "s"
 
@@ -171,6 +178,10 @@ def test_mirror_only_for_listed_methods() -> None:
     assert [methods_of(r) for r in mirrored] == ["GET|HEAD"]
     (policy,) = mirrored[0]["route"]["request_mirror_policies"]
     assert policy["cluster"] == "m"
+    assert policy["request_headers_mutations"][0]["append"]["header"] == {
+        "key": "x-shoal-shadow",
+        "value": "1",
+    }
     assert policy["runtime_fraction"]["default_value"] == {
         "numerator": 125_000,
         "denominator": "MILLION",

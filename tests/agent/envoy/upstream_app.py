@@ -1,6 +1,7 @@
 """A tiny keep-alive HTTP/1.1 upstream for the Envoy tests, run as a subprocess:
 `python upstream_app.py PORT NAME`. Answers every request with its NAME as body; `GET /__count`
-answers how many other requests it received (per method, JSON), so a test can see mirrored
+answers how many other requests it received (per method, and how many carried
+`x-shoal-shadow: 1`, JSON), so a test can see mirrored
 copies arrive. Header `x-delay-ms` delays the answer (in-flight requests for drain tests).
 Exits at once on SIGTERM (like an app without graceful shutdown): connections it holds are cut.
 """
@@ -33,6 +34,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, nam
                 body = json.dumps(COUNTS).encode()
             else:
                 COUNTS[method] += 1
+                if headers.get("x-shoal-shadow") == "1":
+                    COUNTS["shadow-header"] += 1
                 delay = float(headers.get("x-delay-ms", "0")) / 1000
                 if delay:
                     await asyncio.sleep(delay)

@@ -169,12 +169,23 @@ class EnvoyAdmin:
     ) -> None:
         """Return once Envoy reports every expected version (or a later one).
         Raises ConfigRejectedError as soon as a pending subscription's update_rejected counter
-        rises above `baseline` (with Envoy's reason from the log), ConfirmTimeoutError otherwise."""
+        rises above `baseline` (with Envoy's reason from the log), ConfirmTimeoutError otherwise
+        (also when the admin API does not answer until the deadline)."""
         wanted = subscription_keys(expected)
         deadline = time.monotonic() + timeout_s
         pending = dict(wanted)
+        last_error = ""
         while True:
-            versions, rejected = await self.reported()
+            try:
+                versions, rejected = await self.reported()
+            except httpx.HTTPError as error:  # Envoy restarting: keep trying until the deadline
+                last_error = f"admin API unreachable ({error!r})"
+                if time.monotonic() >= deadline:
+                    raise ConfirmTimeoutError(
+                        f"Envoy did not confirm within {timeout_s:.1f}s: {last_error}"
+                    ) from error
+                await asyncio.sleep(interval)
+                continue
             if baseline is None:
                 baseline = rejected
             pending = {k: v for k, v in pending.items() if not _reached(versions.get(k), v)}

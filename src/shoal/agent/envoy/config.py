@@ -73,22 +73,26 @@ class ClusterWeight:
 class Destination:
     """Where a route sends traffic: one cluster, or exact integer weights over several.
 
-    `hash_header` is the stickiness hook: when set, Envoy picks the weighted cluster from a hash
-    of that header instead of at random, so one user stays on one version. The canary strategy
+    `hash_header` / `hash_cookie` are the stickiness hook: when set, Envoy picks the weighted
+    cluster from a hash of that header (or cookie) instead of at random, so one user stays on
+    one version; requests without it are split at random. The canary strategy
     may replace this with its own cohort hashing (header routes built from the same hash as
     feature toggles); the builder only needs a different Destination then.
     """
 
     weights: tuple[ClusterWeight, ...]
     hash_header: str | None = None
+    hash_cookie: str | None = None
 
     @classmethod
     def single(cls, cluster: str) -> Destination:
         return cls(weights=(ClusterWeight(cluster, 1),))
 
     @classmethod
-    def split(cls, weights: dict[str, int], hash_header: str | None = None) -> Destination:
-        return cls(tuple(ClusterWeight(c, w) for c, w in weights.items()), hash_header)
+    def split(
+        cls, weights: dict[str, int], hash_header: str | None = None, hash_cookie: str | None = None
+    ) -> Destination:
+        return cls(tuple(ClusterWeight(c, w) for c, w in weights.items()), hash_header, hash_cookie)
 
     def clusters(self) -> tuple[str, ...]:
         return tuple(w.cluster for w in self.weights)
@@ -113,11 +117,13 @@ class Route:
 @dataclass(frozen=True, slots=True)
 class Mirror:
     """Parallel run: copy `percent` of requests with one of `methods` to `cluster`.
-    Envoy never waits for the copy's answer and appends `-shadow` to its Host header."""
+    Envoy never waits for the copy's answer; copies carry `shadow_header` (so services can skip
+    side effects) and Envoy appends `-shadow` to their Host header."""
 
     cluster: str
     percent: float
     methods: tuple[str, ...] = ("GET", "HEAD")
+    shadow_header: tuple[str, str] | None = ("x-shoal-shadow", "1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,22 +178,37 @@ def _route_action(
         weighted: dict[str, Any] = {
             "clusters": [{"name": w.cluster, "weight": w.weight} for w in live]
         }
+        hash_policy: list[dict[str, Any]] = []
         if dest.hash_header is not None:
+            hash_policy.append({"header": {"header_name": dest.hash_header}})
+        if dest.hash_cookie is not None:
+            hash_policy.append({"cookie": {"name": dest.hash_cookie}})
+        if hash_policy:
             weighted["use_hash_policy"] = True
-            action["hash_policy"] = [{"header": {"header_name": dest.hash_header}}]
+            action["hash_policy"] = hash_policy
         action["weighted_clusters"] = weighted
     if mirrored and listener.mirror is not None:
-        action["request_mirror_policies"] = [
-            {
-                "cluster": listener.mirror.cluster,
-                "runtime_fraction": {
-                    "default_value": {
-                        "numerator": round(listener.mirror.percent * 10_000),
-                        "denominator": "MILLION",
+        mirror = listener.mirror
+        policy: dict[str, Any] = {
+            "cluster": mirror.cluster,
+            "runtime_fraction": {
+                "default_value": {
+                    "numerator": round(mirror.percent * 10_000),
+                    "denominator": "MILLION",
+                }
+            },
+        }
+        if mirror.shadow_header is not None:
+            name, value = mirror.shadow_header
+            policy["request_headers_mutations"] = [
+                {
+                    "append": {
+                        "header": {"key": name, "value": value},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
                     }
-                },
-            }
-        ]
+                }
+            ]
+        action["request_mirror_policies"] = [policy]
     return action
 
 
