@@ -16,6 +16,7 @@ matching before that list is not reported again.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -23,9 +24,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from shoal.api.errors import Gone
+from shoal.api.errors import ApiError, Gone
 from shoal.api.selectors import LabelSelector
 from shoal.store.base import Object, Store, WatchEvent, object_key
+
+log = logging.getLogger(__name__)
 
 BOOKMARK_SECONDS = 5.0
 # How long the server waits for the first event before it commits to a 200 answer; any
@@ -90,10 +93,20 @@ def bookmark(kind: str, revision: int) -> bytes:
     )
 
 
+_END = object()  # the store iterator ended
+_BOOKMARK = object()  # the bookmark timer fired while the stream was quiet
+QUEUE_LIMIT = 1_000  # a slower reader backs up into the store's queue, which answers Gone
+
+
 @dataclass(slots=True)
 class WatchStream:
     """One watcher's stream. `start()` may raise Gone (answered as HTTP 410 by the route);
-    `body()` is the response body and cleans up the store iterator however it ends."""
+    `body()` is the response body and cleans up however it ends.
+
+    A pump task moves store events into a bounded queue and a timer drops a bookmark marker
+    in it when the stream was quiet for BOOKMARK_SECONDS, so the body only awaits the queue:
+    no task or timer per event, and whatever queued up meanwhile leaves in one chunk.
+    """
 
     store: Store
     kind: str
@@ -103,7 +116,10 @@ class WatchStream:
     lines: LineCache = field(default_factory=LineCache)
     initial: list[WatchEvent] = field(default_factory=list)
     _events: AsyncIterator[WatchEvent] | None = None
-    _next: asyncio.Task[WatchEvent] | None = None
+    _pump: asyncio.Task[None] | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _queue: asyncio.Queue[object] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    _quiet: bool = True
     _filter: SelectorFilter | None = None
 
     async def start(self) -> None:
@@ -119,22 +135,37 @@ class WatchStream:
         if self._filter is not None:
             self._filter.matching.update(object_key(e.object) for e in self.initial)
         self._events = aiter(self.store.watch(self.since, self.kind, self.namespace))
-        self._schedule()
-        done, _ = await asyncio.wait({self._pending()}, timeout=FIRST_EVENT_WAIT)
-        if done and isinstance(self._pending().exception(), Gone):
+        first = asyncio.ensure_future(anext(self._events))
+        await asyncio.wait({first}, timeout=FIRST_EVENT_WAIT)
+        if first.done() and isinstance(first.exception(), Gone):
             await self.close()
             raise Gone(
                 f"resourceVersion {self.since} is too old; list again and watch "
                 "from the list's resourceVersion"
             )
+        self._pump = asyncio.create_task(self._run_pump(first))
+        self._timer = asyncio.get_running_loop().call_later(BOOKMARK_SECONDS, self._tick)
 
-    def _schedule(self) -> None:
+    async def _run_pump(self, first: asyncio.Future[WatchEvent]) -> None:
         assert self._events is not None
-        self._next = asyncio.ensure_future(anext(self._events))
+        try:
+            await self._queue.put(await first)
+            async for event in self._events:
+                await self._queue.put(event)
+            await self._queue.put(_END)
+        except StopAsyncIteration:
+            await self._queue.put(_END)
+        except ApiError as error:
+            await self._queue.put(error)
+        except Exception as error:
+            log.exception("watch of %s failed", self.kind)
+            await self._queue.put(ApiError(f"watch failed: {error}; watch again"))
 
-    def _pending(self) -> asyncio.Task[WatchEvent]:
-        assert self._next is not None
-        return self._next
+    def _tick(self) -> None:
+        if self._quiet and self._queue.empty():
+            self._queue.put_nowait(_BOOKMARK)
+        self._quiet = True
+        self._timer = asyncio.get_running_loop().call_later(BOOKMARK_SECONDS, self._tick)
 
     async def body(self) -> AsyncIterator[bytes]:
         try:
@@ -142,37 +173,44 @@ class WatchStream:
                 yield line(event.to_json())
             last = self.since
             while True:
-                task = self._pending()
-                done, _ = await asyncio.wait({task}, timeout=BOOKMARK_SECONDS)
-                if not done:
-                    yield bookmark(self.kind, last)
-                    continue
-                try:
-                    event = task.result()
-                except StopAsyncIteration:
-                    return
-                except Gone as error:
-                    yield line({"type": "ERROR", "object": error.to_status()})
-                    return
-                self._schedule()
-                last = event.revision
-                translated = self._filter.translate(event) if self._filter else event
-                if translated is not None:
-                    yield self.lines.encode(translated)
+                chunk: list[bytes] = []
+                item = await self._queue.get()
+                while True:
+                    if item is _END:
+                        yield b"".join(chunk)
+                        return
+                    if isinstance(item, ApiError):
+                        chunk.append(line({"type": "ERROR", "object": item.to_status()}))
+                        yield b"".join(chunk)
+                        return
+                    if item is _BOOKMARK:
+                        chunk.append(bookmark(self.kind, last))
+                    elif isinstance(item, WatchEvent):
+                        self._quiet = False
+                        last = item.revision
+                        translated = self._filter.translate(item) if self._filter else item
+                        if translated is not None:
+                            chunk.append(self.lines.encode(translated))
+                    if self._queue.empty():
+                        break
+                    item = self._queue.get_nowait()
+                if chunk:
+                    yield b"".join(chunk)
         finally:
             await self.close()
 
     async def close(self) -> None:
-        """Cancel the pending read and close the store iterator (no leaked tasks)."""
-        if self._next is not None and not self._next.done():
-            self._next.cancel()
+        """Stop the timer and the pump and close the store iterator (no leaked tasks)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pump is not None:
+            self._pump.cancel()
             with suppress(asyncio.CancelledError, Exception):
-                await self._next
-        elif self._next is not None and not self._next.cancelled():
-            self._next.exception()  # retrieved, so asyncio does not log it as lost
+                await self._pump
+            self._pump = None
         closer = getattr(self._events, "aclose", None)
         if closer is not None:
             with suppress(Exception):
                 await closer()
-        self._next = None
         self._events = None
