@@ -11,7 +11,9 @@ from shoal.agent.ports import PortAllocator, PortsExhaustedError, can_bind
 
 def allocator(busy: set[int] | None = None, first: int = 100, last: int = 104) -> PortAllocator:
     blocked = busy or set()
-    return PortAllocator(first=first, last=last, is_free=lambda port: port not in blocked)
+    return PortAllocator(
+        first=first, last=last, is_free=lambda port: port not in blocked, start=first
+    )
 
 
 def test_distinct_ports_per_name_and_owner() -> None:
@@ -78,3 +80,11 @@ def test_real_bind_check_sees_a_listener() -> None:
 def test_bad_range_is_rejected() -> None:
     with pytest.raises(ValueError, match="bad port range"):
         PortAllocator(first=10, last=5)
+    with pytest.raises(ValueError, match="outside"):
+        PortAllocator(first=10, last=20, start=30)
+
+
+def test_default_start_is_inside_the_range() -> None:
+    for _ in range(20):
+        port = PortAllocator(first=100, last=103, is_free=lambda _: True).allocate("a")[""]
+        assert 100 <= port <= 103

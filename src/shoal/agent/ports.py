@@ -7,12 +7,17 @@ Called by the agent runner before it starts a pod (`allocate`), when the pod is 
 A port is handed out only if this agent has not handed it out already AND it can be bound right
 now (something else may listen there). Ports come from a range outside the kernel's ephemeral
 range (32768-60999 on Linux) so outgoing connections do not take them; the cursor moves on
-round-robin, so a just-released port is not reused at once (old connections may linger).
+round-robin from a random start, so a just-released port is not reused at once (old
+connections may linger). The bind check and the pod's own bind are not atomic: another program
+may take the port in between. The pod then fails to bind and exits; a restart keeps its ports
+(allocation is idempotent per owner), so the runner should `release` and `allocate` again when
+it sees that, e.g. by calling `can_bind` on the pod's ports before a restart.
 """
 
 from __future__ import annotations
 
 import errno
+import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
@@ -46,7 +51,11 @@ class PortAllocator:
         first: int = DEFAULT_FIRST_PORT,
         last: int = DEFAULT_LAST_PORT,
         is_free: Callable[[int], bool] | None = None,
+        start: int | None = None,
     ) -> None:
+        """`start`: where the round-robin cursor begins; by default a random port of the range,
+        so that two agents (or test runs) on one machine, or an agent and its previous
+        incarnation, seldom race for the same port between our bind check and the pod's bind."""
         if not 1 <= first <= last <= 65535:
             raise ValueError(f"bad port range {first}-{last}")
         self.host = host
@@ -55,7 +64,9 @@ class PortAllocator:
         self._is_free = is_free if is_free is not None else (lambda port: can_bind(host, port))
         self._by_owner: dict[str, dict[str, int]] = {}
         self._taken: set[int] = set()
-        self._cursor = first
+        self._cursor = random.randint(first, last) if start is None else start
+        if not first <= self._cursor <= last:
+            raise ValueError(f"start {start} is outside {first}-{last}")
 
     def allocate(self, owner: str, names: Sequence[str] = ("",)) -> dict[str, int]:
         """Ports for each name (use "" for an unnamed port). Idempotent: an owner that already

@@ -195,7 +195,7 @@ class ProcessDriver:
                 kill_group(handle.pgid, signal.SIGKILL)
         status = await asyncio.shield(task.exited)
         await kill_group_and_wait(handle.pgid, self._leftover_timeout)
-        del self._tasks[handle.pid]
+        self._tasks.pop(handle.pid, None)
         return status
 
     async def recover(self, handle: TaskHandle) -> TaskHandle | ExitStatus:
