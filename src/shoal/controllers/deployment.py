@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 
-from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.errors import AlreadyExists, Invalid, NotFound
 from shoal.api.replicaset import ReplicaSet
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.deployment_plan import reconcile_deployment
 from shoal.controllers.queue import Key
 from shoal.controllers.revisions import same_template
 from shoal.controllers.rollback import rollback_deployment
-from shoal.controllers.runner import Result
+from shoal.controllers.runner import Result, TerminalError
 
 
 class DeploymentExecutor:
@@ -61,6 +61,8 @@ class DeploymentExecutor:
         ctx = self.context
         try:
             ctx.replica_sets.remember(await ctx.client.create(rs))
+        except Invalid as error:
+            raise TerminalError(f"replica set {rs.metadata.name} is invalid: {error}") from error
         except AlreadyExists:
             existing = await ctx.client.get(
                 ReplicaSet, rs.metadata.name, rs.metadata.namespace or "default"

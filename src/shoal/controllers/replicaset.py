@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import secrets
 
-from shoal.api.errors import AlreadyExists, NotFound
+from shoal.api.errors import AlreadyExists, ApiError, Invalid, NotFound
 from shoal.api.pod import Pod
 from shoal.api.replicaset import ReplicaSet, ReplicaSetStatus
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.queue import Key
 from shoal.controllers.replicaset_plan import build_pod, reconcile_replicaset
-from shoal.controllers.runner import Result
+from shoal.controllers.runner import Result, TerminalError
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_BATCH = 100
@@ -63,6 +63,13 @@ class ReplicaSetExecutor:
                 created = await self.context.client.create(pod)
             except AlreadyExists:
                 continue  # a name clash: draw another suffix
+            except Invalid as error:
+                # The template itself is rejected: retrying cannot help until it changes.
+                self.context.recorder.record(rs, "Warning", "FailedCreate", str(error))
+                raise TerminalError(f"pods of {rs.metadata.name} are invalid: {error}") from error
+            except ApiError as error:
+                self.context.recorder.record(rs, "Warning", "FailedCreate", str(error))
+                raise
             self.context.pods.remember(created)
             self.context.recorder.record(
                 rs, "Normal", "SuccessfulCreate", f"Created pod: {created.metadata.name}"
