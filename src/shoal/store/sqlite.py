@@ -93,12 +93,17 @@ class SqliteStore:
     ) -> None:
         self.path = str(path)
         self._synchronous = synchronous
+        if history_limit < 0 or memory_history < 0 or watch_queue_limit < 1:
+            raise ValueError("history sizes must be >= 0 and watch_queue_limit >= 1")
         self._lock_file = _LockFile(self.path + ".lock")
+        writer_conn: sqlite3.Connection | None = None
         try:
             writer_conn = self._open_writer_connection()
             meta = read_meta(writer_conn)
             recent = _recent_changes(writer_conn, min(memory_history, history_limit))
         except BaseException:
+            if writer_conn is not None:
+                writer_conn.close()
             self._lock_file.close()
             raise
         self._hub = WatchHub(
