@@ -20,6 +20,7 @@ from shoal.agent.envoy import (
     Destination,
     Endpoint,
     EnvoyNotFoundError,
+    EnvoyStartError,
     EnvoyState,
     EnvoySupervisor,
     Route,
@@ -104,3 +105,22 @@ def test_missing_binary_gives_a_clear_error(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(EnvoyNotFoundError, match="make install"):
         find_envoy_binary()
+
+
+@pytest.mark.e2e
+async def test_envoy_that_cannot_start_gives_its_log_in_the_error(tmp_path: Path) -> None:
+    bootstrap = tmp_path / "bootstrap.json"
+    bootstrap.write_text('{"admin": {"address": {"socket_address": {"port_value": "nope"}}}}')
+    supervisor = EnvoySupervisor(
+        bootstrap=bootstrap,
+        admin_port=free_port(),
+        state_file=tmp_path / "state.json",
+        log_file=tmp_path / "envoy.log",
+        max_start_failures=2,
+    )
+    with pytest.raises(EnvoyStartError, match="did not become ready after 2 tries") as caught:
+        await supervisor.start()
+    assert "nope" in str(caught.value) or "port_value" in str(caught.value)
+    assert supervisor.state is EnvoyState.FATAL
+    assert not supervisor.alive()
+    await supervisor.stop()

@@ -193,7 +193,10 @@ class EnvoySupervisor:
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
         self.pid = self._child.pid
-        self._create_time = psutil.Process(self.pid).create_time()
+        try:
+            self._create_time = psutil.Process(self.pid).create_time()
+        except psutil.Error:  # died at once (bad flag, port taken): _wait_ready reports it
+            self._create_time = None
         self.adopted = False
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
