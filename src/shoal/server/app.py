@@ -26,9 +26,9 @@ import shoal
 from shoal.api.errors import ApiError, Cause, Invalid, Unavailable, field_path
 from shoal.api.meta import API_VERSION
 from shoal.api.registry import KINDS
-from shoal.server.apply import apply_router
+from shoal.server.apply import add_apply_route
 from shoal.server.metrics import ApiMetrics, MetricsMiddleware
-from shoal.server.resources import resource_router
+from shoal.server.resources import add_resource_routes
 from shoal.server.watch import LineCache
 from shoal.store.base import Store
 
@@ -134,10 +134,10 @@ def create_app(store: Store, *, extra_routers: Sequence[APIRouter] = ()) -> Fast
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(apply_router(store))
+    add_apply_route(app.router, store)
     lines = LineCache()
     for cls in list(KINDS.values()):
-        app.include_router(resource_router(cls, store, metrics, lines))
+        add_resource_routes(app.router, cls, store, metrics, lines)
     for router in extra_routers:
         app.include_router(router)
 

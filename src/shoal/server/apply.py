@@ -71,8 +71,7 @@ def validate_batch(payload: Any) -> list[tuple[type[Resource], Object, set[str]]
     return valid
 
 
-def apply_router(store: Store) -> APIRouter:
-    router = APIRouter(tags=["apply"])
+def add_apply_route(router: APIRouter, store: Store) -> None:
 
     async def apply(request: Request, dry_run: bool = Query(False, alias="dryRun")) -> Response:
         batch = validate_batch(parse_json(await request.body()))
@@ -96,7 +95,7 @@ def apply_router(store: Store) -> APIRouter:
         apply,
         methods=["POST"],
         name="apply",
+        tags=["apply"],
         openapi_extra=APPLY_BODY,
         summary="Create or update many documents by name (all validated first)",
     )
-    return router

@@ -14,6 +14,7 @@ Answers are pre-encoded JSON bytes (orjson): no second validation pass on the wa
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -141,12 +142,15 @@ class KindRoutes:
         return json_response(last)
 
 
-def resource_router(
-    cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
-) -> APIRouter:
-    """The routes of one kind (see the module docstring for the layout)."""
+def add_resource_routes(
+    router: APIRouter, cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
+) -> None:
+    """Add the routes of one kind (see the module docstring for the layout) to `router`.
+
+    The app adds every kind to its own router: FastAPI matches included routers one by one,
+    which cost more per request than the whole rest of a create."""
     k = KindRoutes(cls, store, metrics, lines)
-    router = APIRouter(tags=[cls.KIND])
+    tags: list[str | Enum] = [cls.KIND]
     kind = cls.KIND
     body = body_schema(cls)
     watch_q = Query(False, description="stream changes as NDJSON instead of listing")
@@ -165,6 +169,7 @@ def resource_router(
     router.add_api_route(
         f"/api/v1/{cls.PLURAL}",
         list_all,
+        tags=tags,
         methods=["GET"],
         name=f"list {kind}",
         summary=f"List or watch {kind} objects",
@@ -230,6 +235,7 @@ def resource_router(
         router.add_api_route(
             base,
             list_h,
+            tags=tags,
             methods=["GET"],
             name=f"list namespaced {kind}",
             summary=f"List or watch {kind} objects in a namespace",
@@ -237,6 +243,7 @@ def resource_router(
     router.add_api_route(
         base,
         create_h,
+        tags=tags,
         methods=["POST"],
         name=f"create {kind}",
         status_code=201,
@@ -244,10 +251,13 @@ def resource_router(
         summary=f"Create a {kind}",
     )
     item = f"{base}/{{name}}"
-    router.add_api_route(item, get_h, methods=["GET"], name=f"get {kind}", summary=f"Read a {kind}")
+    router.add_api_route(
+        item, get_h, tags=tags, methods=["GET"], name=f"get {kind}", summary=f"Read a {kind}"
+    )
     router.add_api_route(
         item,
         put_h,
+        tags=tags,
         methods=["PUT"],
         name=f"replace {kind}",
         openapi_extra=body,
@@ -256,6 +266,7 @@ def resource_router(
     router.add_api_route(
         item,
         delete_h,
+        tags=tags,
         methods=["DELETE"],
         name=f"delete {kind}",
         summary=f"Delete a {kind} (finalizers delay it)",
@@ -264,9 +275,9 @@ def resource_router(
         router.add_api_route(
             f"{item}/status",
             status_h,
+            tags=tags,
             methods=["PUT"],
             name=f"replace {kind} status",
             openapi_extra=body,
             summary=f"Replace the status of a {kind} (only the status)",
         )
-    return router
