@@ -10,27 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from store_samples import pod
+from store_samples import collect, pod
 
 from shoal.api.errors import ApiError, Gone, Unavailable
-from shoal.store.base import WatchEvent
 from shoal.store.sqlite import SqliteStore
 
 CHILD = Path(__file__).with_name("store_durability_child.py")
-
-
-async def collect(store: SqliteStore, since: int, count: int) -> list[WatchEvent]:
-    events: list[WatchEvent] = []
-
-    async def run() -> None:
-        async for event in store.watch(since):
-            events.append(event)
-            if len(events) == count:
-                return
-
-    if count:
-        await asyncio.wait_for(run(), timeout=20)
-    return events
 
 
 def parse_acknowledgement(line: bytes) -> tuple[str, int, int]:
