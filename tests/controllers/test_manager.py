@@ -312,3 +312,58 @@ async def test_scheduler_binds_pods_to_a_ready_node(client: AsyncClient) -> None
         )
 
     await eventually(bound, "pods bound to node-1")
+
+
+async def test_recreate_stops_every_old_pod_before_starting_new_ones(client: AsyncClient) -> None:
+    api = client
+    doc = manifest(3)
+    doc["spec"]["strategy"] = {"type": "Recreate"}
+    await api.apply(doc)
+
+    async def three_pods() -> bool:
+        return len(await pods(api)) == 3
+
+    await eventually(three_pods, "3 pods")
+    await ready_all(api)
+    old_hash = (await pods(api))[0].metadata.labels["pod-template-hash"]
+    doc["spec"]["template"]["spec"]["command"] = ["serve", "v2"]
+    await api.apply(doc)
+    mixed = False
+
+    async def recreated() -> bool:
+        nonlocal mixed
+        hashes = {p.metadata.labels["pod-template-hash"] for p in (await api.list(Pod)).items}
+        mixed = mixed or len(hashes) > 1
+        current = await pods(api)
+        return len(current) == 3 and old_hash not in hashes
+
+    await eventually(recreated, "3 new pods")
+    assert not mixed  # never old and new pods at once
+
+
+async def test_orphans_of_a_vanished_owner_are_collected(client: AsyncClient) -> None:
+    api = client
+    orphan: Pod = Pod.from_json(
+        {
+            "kind": "Pod",
+            "metadata": {
+                "name": "orphan",
+                "ownerReferences": [
+                    {"kind": "ReplicaSet", "name": "gone", "uid": "no-such-uid", "controller": True}
+                ],
+            },
+            "spec": {"command": ["x"]},
+        }
+    )
+    loner: Pod = Pod.from_json(
+        {"kind": "Pod", "metadata": {"name": "loner"}, "spec": {"command": ["x"]}}
+    )
+    await api.create(orphan)
+    await api.create(loner)
+
+    async def orphan_gone() -> bool:
+        names = {p.metadata.name for p in (await api.list(Pod)).items}
+        return "orphan" not in names
+
+    await eventually(orphan_gone, "the orphan to be collected")
+    assert (await api.get(Pod, "loner")).metadata.name == "loner"  # no owner: left alone
