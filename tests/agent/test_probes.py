@@ -200,3 +200,31 @@ async def test_a_hanging_check_counts_as_failure(target: ProbeTarget) -> None:
         assert ProbeEvent("liveness", False, "timeout after 0.01s") in events
     finally:
         await prober.stop()
+
+
+async def test_a_broken_check_or_handler_does_not_stop_probing(target: ProbeTarget) -> None:
+    readiness = probe(failure_threshold=1)
+    recorder = Recorder()
+    attempts = 0
+
+    async def flaky(_: Probe) -> CheckResult:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RuntimeError("bug in a check")
+        return CheckResult(True, "ok")
+
+    async def handler(event: ProbeEvent) -> None:
+        await recorder(event)
+        raise RuntimeError("bug in the runner")
+
+    prober = PodProber(
+        startup=None, readiness=readiness, liveness=None, target=target,
+        on_event=handler, check=flaky,
+    )  # fmt: skip
+    prober.start()
+    try:
+        assert await recorder.next() == ProbeEvent("readiness", True, "ok")
+        assert prober.ready and attempts >= 2
+    finally:
+        await prober.stop()

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -40,6 +41,8 @@ from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_probe, prob
 from shoal.api.pod import Probe
 
 ProbeKind = Literal["startup", "readiness", "liveness"]
+
+logger = logging.getLogger(__name__)
 
 
 class ProbeStatus(enum.Enum):
@@ -178,7 +181,10 @@ class PodProber:
             self.ready = event.success
         if event.kind == "startup" and event.success:
             self._started.set()
-        await self._on_event(event)
+        try:
+            await self._on_event(event)
+        except Exception:  # the runner's bug: log it, keep probing
+            logger.exception("probe event handler failed for %s", event)
 
     async def _work(
         self, kind: ProbeKind, probe: Probe, started_at: float, check: CheckFunction
@@ -198,6 +204,9 @@ class PodProber:
                     result = await check(probe)
             except TimeoutError:
                 result = CheckResult(False, f"timeout after {probe.timeout_seconds:g}s")
+            except Exception as error:  # a bug in a check must not end the probing
+                logger.exception("%s probe attempt failed", kind)
+                result = CheckResult(False, f"probe error: {type(error).__name__}: {error}")
             change = state.observe(result.success)
             if change is not None:
                 await self._report(ProbeEvent(kind, change == ProbeStatus.SUCCESS, result.message))
