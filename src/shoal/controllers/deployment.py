@@ -30,7 +30,15 @@ class DeploymentExecutor:
         if deployment is None or deployment.metadata.uid is None:
             return None
         sets = ctx.replica_sets.owned_by(deployment.metadata.uid)
-        pods = {rs.metadata.name: len(ctx.pods.owned_by(rs.metadata.uid or "")) for rs in sets}
+        # Pods that may still run (also those stopping gracefully): Recreate waits for them.
+        pods = {
+            rs.metadata.name: sum(
+                1
+                for pod in ctx.pods.owned_by(rs.metadata.uid or "")
+                if pod.status.phase not in ("Succeeded", "Failed")
+            )
+            for rs in sets
+        }
         plan = reconcile_deployment(deployment, sets, pods, ctx.clock.now())
         if plan.create is not None:
             await self._create(plan.create)
