@@ -3,6 +3,7 @@ with field paths, status subresource, CAS, generation and finalizers."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 import httpx
@@ -264,3 +265,24 @@ async def test_kinds_registered_later_get_routes(store: MemoryStore) -> None:
         doc = {"kind": "Widget", "metadata": {"name": "w"}, "size": 3}
         answer = await client.post("/api/v1/namespaces/default/widgets", json=doc)
         assert answer.status_code == 201 and answer.json()["size"] == 3
+
+
+async def test_concurrent_spec_and_status_writers_both_land(api: httpx.AsyncClient) -> None:
+    await api.post(DEPLOYS, json=deployment())
+    current = (await api.get(f"{DEPLOYS}/web")).json()
+    del current["metadata"]["resourceVersion"]  # last-write-wins: the server retries
+
+    async def scale(replicas: int) -> httpx.Response:
+        return await api.put(f"{DEPLOYS}/web", json=deployment(replicas=replicas))
+
+    async def report(ready: int) -> httpx.Response:
+        return await api.put(
+            f"{DEPLOYS}/web/status", json=dict(current, status={"readyReplicas": ready})
+        )
+
+    answers = await asyncio.gather(*(f(n) for n in range(1, 11) for f in (scale, report)))
+    assert all(a.status_code == 200 for a in answers)
+    final = (await api.get(f"{DEPLOYS}/web")).json()
+    assert final["spec"]["replicas"] in range(1, 11)
+    assert final["status"]["readyReplicas"] in range(1, 11)
+    assert final["metadata"]["generation"] >= 2
