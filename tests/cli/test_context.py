@@ -88,3 +88,7 @@ def test_target_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     chosen = target("http://127.0.0.1:7777", "dev")
     assert (chosen.server, chosen.namespace) == ("http://127.0.0.1:7777", "dev")
     remember_root_options(RootOptions())
+
+
+def test_every_registered_feature_kind_resolves() -> None:
+    assert resolve("diffreports").KIND == "DiffReport"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,6 +21,7 @@ from typing import Annotated, Any, ClassVar
 import typer
 from pydantic import ConfigDict
 
+import shoal.api
 from shoal.api.meta import Resource
 from shoal.api.registry import KINDS, resolve_kind
 from shoal.client import Client
@@ -27,8 +29,6 @@ from shoal.client import Client
 DEFAULT_SERVER = "http://127.0.0.1:7070"
 DEFAULT_NAMESPACE = "default"
 
-# Modules that register further kinds with the registry when imported (feature modules).
-_KIND_MODULES = ("shoal.api.featuretoggle", "shoal.api.analysis", "shoal.api.analysistemplate")
 
 ServerOption = Annotated[
     str | None,
@@ -106,9 +106,11 @@ class GenericResource(Resource):
 
 
 def _load_feature_kinds() -> None:
-    for module in _KIND_MODULES:
+    """Import every `shoal.api` module: feature kinds (FeatureToggle, DiffReport, ...)
+    register themselves with the registry when imported, so no list is kept here."""
+    for module in pkgutil.iter_modules(shoal.api.__path__, "shoal.api."):
         try:
-            importlib.import_module(module)
+            importlib.import_module(module.name)
         except ImportError:
             continue
 
