@@ -7,7 +7,11 @@ subprocess on a free 127.0.0.1 port, then measures:
   2. list: list all of them -> p50 (and p99) over repeated lists;
   3. watch fan-out: W watchers (default 100), M writes (default 1,000) -> delivery latency
      from "write sent" to "event line read" by each watcher, p50/p99 (goal p99 < 100 ms).
-The server is stopped by its pid at the end. Run: `.venv/bin/python bench/bench_api.py`.
+Besides wall-clock figures it prints the server process's CPU time per operation (from
+/proc): on a shared 2-core machine throughput depends on the neighbours and on the bench
+client, which competes with the server for the same cores; CPU per operation does less.
+The server is stopped by its pid at the end. Run: `.venv/bin/python bench/bench_api.py`;
+unknown options go to the server, e.g. `--synchronous NORMAL` (no fsync per commit).
 """
 
 from __future__ import annotations
