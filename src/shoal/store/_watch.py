@@ -35,6 +35,10 @@ from shoal.api.errors import Gone
 from shoal.store._records import Change
 from shoal.store.base import WatchEvent
 
+FAIR_SHARE = 64
+"""A watcher with a backlog yields to other tasks after this many events in a row: one busy
+watcher must not hold the event loop (and writers' acknowledgements) for its whole backlog."""
+
 HistoryReader = Callable[[int, int, str | None, str | None], Awaitable[list[Change]]]
 """read_history(since, until, kind, namespace): changes in (since, until], or raise Gone."""
 
@@ -42,7 +46,16 @@ HistoryReader = Callable[[int, int, str | None, str | None], Awaitable[list[Chan
 class _Subscriber:
     """One watcher's bounded live queue."""
 
-    __slots__ = ("closed", "kind", "limit", "namespace", "overflowed", "queue", "waiter")
+    __slots__ = (
+        "closed",
+        "kind",
+        "limit",
+        "namespace",
+        "overflowed",
+        "queue",
+        "streak",
+        "waiter",
+    )
 
     def __init__(self, kind: str | None, namespace: str | None, limit: int) -> None:
         self.kind = kind
@@ -52,6 +65,7 @@ class _Subscriber:
         self.waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.closed = False
+        self.streak = 0  # events returned without waiting, since the last yield to the loop
 
     def offer(self, change: Change) -> None:
         if self.overflowed or self.closed:
@@ -63,12 +77,18 @@ class _Subscriber:
             self.queue.append(change)
         self.wake()
 
+    async def take_turn(self) -> None:
+        if self.streak >= FAIR_SHARE:
+            self.streak = 0
+            await asyncio.sleep(0)
+
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     async def next(self) -> Change | None:
         """The next live change; None once the store closed; Gone once cut off."""
+        await self.take_turn()
         while True:
             if self.overflowed:
                 raise Gone(
@@ -78,7 +98,9 @@ class _Subscriber:
             if self.closed:
                 return None
             if self.queue:
+                self.streak += 1
                 return self.queue.popleft()
+            self.streak = 0
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
@@ -157,6 +179,8 @@ class WatchHub:
                 if subscriber.overflowed:
                     break  # next() raises Gone
                 yield change.to_event()
+                subscriber.streak += 1
+                await subscriber.take_turn()
             while True:
                 live = await subscriber.next()
                 if live is None:
