@@ -232,6 +232,8 @@ async def test_deployment_scale_rollout_and_delete(client: AsyncClient) -> None:
 
     await eventually(rolled_back, "the rollback")
     assert len(await replica_sets(api)) == 2
+    reasons = {e.reason for e in (await api.list(Event, "default")).items}
+    assert "DeploymentRollback" in reasons
     assert (await api.get(Deployment, "web")).spec.template.spec.command == ["serve", "v1"]
 
     await api.delete(Deployment, "web")

@@ -16,6 +16,7 @@ from shoal.api.replicaset import ReplicaSet
 from shoal.client import AsyncClient
 from shoal.controllers.revisions import find_new
 from shoal.controllers.strategies.base import revision_of
+from shoal.events import EventRecorder
 
 
 def rollback_template(
@@ -68,7 +69,12 @@ async def rollback_deployment(
         changed = deployment.model_copy(deep=True)
         changed.spec.template = template
         try:
-            return await client.update(changed)
+            updated = await client.update(changed)
         except Conflict:
             continue
+        recorder = EventRecorder(client, "deployment-controller")
+        target = f"revision {to_revision}" if to_revision is not None else "the previous revision"
+        recorder.record(updated, "Normal", "DeploymentRollback", f"Rolled back to {target}")
+        await recorder.close()
+        return updated
     raise Conflict(f"deployment {namespace}/{name} kept changing; rollback not applied")
