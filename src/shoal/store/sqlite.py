@@ -18,7 +18,10 @@ dies. NORMAL only skips the fsync, so on power loss or a kernel crash the last c
 the crash could be lost (the file stays consistent). FULL fsyncs the WAL at each commit and so
 also survives power loss. Because writes are group-committed (one fsync per batch, see
 `shoal.store._sqlite_writer`), FULL costs little throughput under concurrency, so we take the
-stronger guarantee. `synchronous="NORMAL"` is accepted for machines with slow fsync.
+stronger guarantee. Measured on a 2-core VM with ~3 ms fsync: one sequential writer gets ~450
+writes/s with FULL against ~3,500 with NORMAL, but 16 concurrent writers get ~2,400 and 128
+get ~4,300 (batches of ~120), well above what the HTTP layer can feed. `synchronous="NORMAL"`
+is accepted for machines with slow fsync and write-heavy single clients.
 
 Reads (get, list, history for old watches) run on a small thread pool with their own
 read-only connections, never on the writer thread: WAL readers see the last committed state
