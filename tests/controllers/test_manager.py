@@ -369,3 +369,35 @@ async def test_orphans_of_a_vanished_owner_are_collected(client: AsyncClient) ->
 
     await eventually(orphan_gone, "the orphan to be collected")
     assert (await api.get(Pod, "loner")).metadata.name == "loner"  # no owner: left alone
+
+
+async def test_owner_recreated_under_the_same_name(client: AsyncClient) -> None:
+    """Dependents follow the owner's uid, not its name: the old generation is collected."""
+    api = client
+    await api.apply(manifest(2))
+
+    async def two_pods() -> bool:
+        return len(await pods(api)) == 2
+
+    await eventually(two_pods, "2 pods")
+    first_uid = (await api.get(Deployment, "web")).metadata.uid
+    await api.delete(Deployment, "web")
+    await api.apply(manifest(2))
+    second_uid = (await api.get(Deployment, "web")).metadata.uid
+    assert first_uid != second_uid
+
+    async def only_new_generation() -> bool:
+        sets = await replica_sets(api)
+        owners = {ref.uid for rs in sets if (ref := rs.metadata.controller_ref()) is not None}
+        current = await pods(api)
+        rs_uids = {rs.metadata.uid for rs in sets}
+        return (
+            owners == {second_uid}
+            and len(current) == 2
+            and all(
+                (ref := p.metadata.controller_ref()) is not None and ref.uid in rs_uids
+                for p in current
+            )
+        )
+
+    await eventually(only_new_generation, "only the new deployment's objects")
