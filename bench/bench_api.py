@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -105,6 +105,57 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class RawConnection:
+    """A minimal HTTP/1.1 keep-alive client for the write load (like wrk): httpx costs the
+    bench process several ms of CPU per request on this machine, more than the server
+    spends, so measuring writes through it would measure httpx."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> RawConnection:
+        host, port = url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def post(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+        return await self.request("POST", path, json.dumps(payload).encode())
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(headers.split(b" ", 2)[1])
+        length = 0
+        for header in headers.split(b"\r\n")[1:]:
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def watch_lines(self, path: str) -> AsyncIterator[tuple[float, bytes]]:
+        """GET a watch stream; yields (arrival time, line) from the chunked body."""
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        headers = await self.reader.readuntil(b"\r\n\r\n")
+        if int(headers.split(b" ", 2)[1]) != 200:
+            raise RuntimeError(f"watch failed: {headers!r}")
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            if size == 0:
+                return
+            data = await self.reader.readexactly(size + 2)
+            arrived = time.perf_counter()
+            for line in data[:-2].splitlines():
+                if line.strip():
+                    yield arrived, line
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def limits(concurrency: int) -> httpx.Limits:
     return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
@@ -115,42 +166,46 @@ async def bench_writes(url: str, pid: int, count: int, concurrency: int) -> None
     for index in range(count):
         queue.put_nowait(index)
 
-    async def worker(http: httpx.AsyncClient) -> None:
+    async def worker(connection: RawConnection) -> None:
         while not queue.empty():
             index = queue.get_nowait()
             started = time.perf_counter()
-            answer = await http.post(PODS, json=pod(f"pod-{index:05d}"))
+            status, answer = await connection.post(PODS, pod(f"pod-{index:05d}"))
             latencies.append(time.perf_counter() - started)
-            if answer.status_code != 201:
-                raise RuntimeError(f"create failed: {answer.status_code} {answer.text}")
+            if status != 201:
+                raise RuntimeError(f"create failed: {status} {answer[:300]!r}")
 
-    async with httpx.AsyncClient(base_url=url, limits=limits(concurrency), timeout=30) as http:
-        cpu, started = cpu_seconds(pid), time.perf_counter()
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(pid) - cpu
+    connections = [await RawConnection.open(url) for _ in range(concurrency)]
+    cpu, started, own = cpu_seconds(pid), time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(connection) for connection in connections))
+    elapsed = time.perf_counter() - started
+    cpu, own = cpu_seconds(pid) - cpu, time.process_time() - own
+    for connection in connections:
+        connection.close()
     print(
         f"writes: {count} pods, {concurrency} concurrent clients: {count / elapsed:,.0f} writes/s "
         f"(goal >= 1,000/s); latency p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms; "
-        f"server CPU {cpu / count * 1000:.2f} ms/write"
+        f"server CPU {cpu / count * 1000:.2f} ms/write, bench client CPU "
+        f"{own / count * 1000:.2f} ms/write"
     )
 
 
 async def bench_list(url: str, pid: int, expected: int, rounds: int) -> None:
     durations: list[float] = []
     cpu = cpu_seconds(pid)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        for _ in range(rounds):
-            started = time.perf_counter()
-            answer = await http.get(PODS)
-            items = answer.json()["items"]
-            durations.append(time.perf_counter() - started)
-            if len(items) != expected:
-                raise RuntimeError(f"listed {len(items)} pods, expected {expected}")
+    connection = await RawConnection.open(url)
+    for _ in range(rounds):
+        started = time.perf_counter()
+        status, answer = await connection.request("GET", PODS)
+        durations.append(time.perf_counter() - started)
+        items = json.loads(answer)["items"]
+        if status != 200 or len(items) != expected:
+            raise RuntimeError(f"listed {len(items)} pods, expected {expected}")
+    connection.close()
     print(
         f"list: {expected} pods, {rounds} rounds: p50 {percentile(durations, 0.5) * 1000:.1f} ms, "
-        f"p99 {percentile(durations, 0.99) * 1000:.1f} ms (includes client-side JSON decoding); "
+        f"p99 {percentile(durations, 0.99) * 1000:.1f} ms (request to last byte); "
         f"server CPU {(cpu_seconds(pid) - cpu) / rounds * 1000:.0f} ms/list"
     )
 
@@ -160,24 +215,25 @@ async def bench_watch(url: str, pid: int, watchers: int, writes: int, concurrenc
     acked: dict[str, float] = {}
     received: list[list[tuple[float, bytes]]] = [[] for _ in range(watchers)]
     start = (await httpx.AsyncClient(base_url=url).get(PODS)).json()["metadata"]["resourceVersion"]
-    params = {"watch": "true", "resourceVersion": start}
     connected = 0
     all_connected = asyncio.Event()
 
     async def watch(index: int) -> None:
         nonlocal connected
-        async with (
-            httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, read=None)) as http,
-            http.stream("GET", PODS, params=params) as response,
-        ):
-            connected += 1
-            if connected == watchers:
-                all_connected.set()
-            got = received[index]
-            async for line in response.aiter_lines():
-                got.append((time.perf_counter(), line.encode()))
+        connection = await RawConnection.open(url)
+        connected += 1
+        if connected == watchers:
+            all_connected.set()
+        got = received[index]
+        try:
+            async for arrived, line in connection.watch_lines(
+                f"{PODS}?watch=true&resourceVersion={start}"
+            ):
+                got.append((arrived, line))
                 if len(got) >= writes:
                     return
+        finally:
+            connection.close()
 
     tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
     await asyncio.wait_for(all_connected.wait(), 30)
@@ -186,20 +242,22 @@ async def bench_watch(url: str, pid: int, watchers: int, writes: int, concurrenc
     for index in range(writes):
         queue.put_nowait(index)
 
-    async def writer(http: httpx.AsyncClient) -> None:
+    async def writer(connection: RawConnection) -> None:
         while not queue.empty():
             name = f"watched-{queue.get_nowait():05d}"
             sent[name] = time.perf_counter()
-            answer = await http.post(PODS, json=pod(name))
+            status, answer = await connection.post(PODS, pod(name))
             acked[name] = time.perf_counter()
-            if answer.status_code != 201:
-                raise RuntimeError(f"create failed: {answer.status_code} {answer.text}")
+            if status != 201:
+                raise RuntimeError(f"create failed: {status} {answer[:300]!r}")
 
+    connections = [await RawConnection.open(url) for _ in range(concurrency)]
     cpu = cpu_seconds(pid)
-    async with httpx.AsyncClient(base_url=url, limits=limits(concurrency), timeout=30) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(writer(http) for _ in range(concurrency)))
-        write_elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(connection) for connection in connections))
+    write_elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
     cpu = cpu_seconds(pid) - cpu
     delays, after_ack = [], []
