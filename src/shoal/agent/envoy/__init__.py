@@ -6,11 +6,15 @@ The agent runner uses it as:
     writer = XdsWriter(data_dir / "envoy")
     bootstrap = writer.write_bootstrap(node_id=node, node_cluster="shoal", admin_port=port)
     supervisor = EnvoySupervisor(bootstrap=bootstrap, admin_port=port, ...)
-    await supervisor.start()
-    await apply_and_confirm(writer, supervisor.admin, table)   # on every desired-state change
+    await supervisor.start()                       # adopts a running Envoy after a restart
+    sink = FileEnvoySink(writer, supervisor.admin)  # or MemoryEnvoySink() in unit tests
+    await sink.apply(table)                        # on every desired-state change
+    ...
+    await supervisor.stop()                        # graceful agent shutdown
 
-`apply_and_confirm` is the make-before-break sequence: each phase of the writer's plan is written
-and confirmed by Envoy before the next one is written.
+`sink.apply` (= `apply_and_confirm`) is the make-before-break sequence: each phase of the
+writer's plan is written and confirmed by Envoy before the next one is written. The stop path
+of an endpoint (drain, then remove) is described in sink.py.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from shoal.agent.envoy.config import (
     cluster_name,
     listener_name,
 )
+from shoal.agent.envoy.sink import EnvoySink, FileEnvoySink, MemoryEnvoySink
 from shoal.agent.envoy.supervisor import (
     EnvoyNotFoundError,
     EnvoyStartError,
@@ -56,14 +61,7 @@ async def apply_and_confirm(
     for Envoy to confirm each phase. Returns every version written (empty when nothing changed).
     Raises ConfigRejectedError / ConfirmTimeoutError; files written so far stay (Envoy
     keeps the last config it accepted, so traffic is unaffected by a rejected file)."""
-    writer.collect_garbage(table)
-    applied = AppliedVersions()
-    for phase in writer.plan(table):
-        baseline = await admin.rejection_counts()
-        versions = writer.write(phase)
-        await admin.confirm(versions, timeout_s, baseline=baseline)
-        applied.merge(versions)
-    return applied
+    return await FileEnvoySink(writer, admin, timeout_s).apply(table)
 
 
 __all__ = [
@@ -78,10 +76,13 @@ __all__ = [
     "EnvoyAdmin",
     "EnvoyConfirmError",
     "EnvoyNotFoundError",
+    "EnvoySink",
     "EnvoyStartError",
     "EnvoyState",
     "EnvoySupervisor",
+    "FileEnvoySink",
     "HeaderMatch",
+    "MemoryEnvoySink",
     "Mirror",
     "OutlierDetection",
     "RetryPolicy",
