@@ -1,0 +1,148 @@
+"""Replays mirrored requests and feeds the answers to the aggregator.
+
+`Replayer.offer(request)` is called by the receiver for each mirrored request and never
+blocks: a request whose method is not compared is skipped, and when the bounded queue is full
+the request is dropped and counted (under overload the differ sheds samples; it never grows
+without bound and never slows Envoy, which got its 202 already). `concurrency` workers take
+requests from the queue; each sends the same bytes to a primary, a second primary and a
+candidate at once (instances taken round-robin; with a single primary instance it answers
+twice, which still exposes per-response randomness), then records the sample.
+
+Replays carry `x-shoal-shadow: 1` so that services can skip side effects, keep the original
+Host (Envoy's `-shadow` suffix removed) and drop hop-by-hop headers; Envoy's
+`x-envoy-*` request headers are dropped too (they describe the mirrored hop, not the request).
+
+Called by `shoal.differ.main`; also driven directly by the benchmark and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from shoal.differ.aggregate import Aggregator, Sample
+from shoal.differ.compare import Headers
+from shoal.differ.endpoints import endpoint_key
+from shoal.differ.http import MirroredRequest, UpstreamPool, encode_request
+from shoal.differ.targets import Targets
+
+SHADOW_HEADER = "x-shoal-shadow"
+_NOT_FORWARDED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        SHADOW_HEADER,
+    }
+)
+
+
+def replay_headers(headers: Headers) -> Headers:
+    """The headers every replay of a mirrored request carries."""
+    kept = tuple(
+        (name, value)
+        for name, value in headers
+        if name not in _NOT_FORWARDED and not name.startswith("x-envoy-")
+    )
+    return (*kept, (SHADOW_HEADER, "1"))
+
+
+class Replayer:
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        pool: UpstreamPool,
+        *,
+        methods: Iterable[str] = ("GET", "HEAD"),
+        concurrency: int = 32,
+        queue_size: int = 1000,
+    ) -> None:
+        self.aggregator = aggregator
+        self.pool = pool
+        self.methods = frozenset(m.upper() for m in methods)
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[MirroredRequest] = asyncio.Queue(queue_size)
+        self.targets = Targets()
+        self.received = 0
+        self.replayed = 0
+        self._turn = 0
+        self._workers: list[asyncio.Task[None]] = []
+
+    def set_targets(self, targets: Targets) -> None:
+        self.targets = targets
+        self.pool.forget(set(targets.primaries) | set(targets.candidates))
+
+    def set_methods(self, methods: Iterable[str]) -> None:
+        self.methods = frozenset(m.upper() for m in methods)
+
+    def offer(self, request: MirroredRequest) -> None:
+        """Queue a mirrored request, or count it as skipped or dropped. Never blocks."""
+        self.received += 1
+        if request.method not in self.methods or request.truncated:
+            self.aggregator.record_skipped()
+            return
+        try:
+            self.queue.put_nowait(request)
+        except asyncio.QueueFull:
+            self.aggregator.record_dropped()
+
+    def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"differ-replay-{number}")
+            for number in range(self.concurrency)
+        ]
+
+    async def stop(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+
+    async def _work(self) -> None:
+        while True:
+            request = await self.queue.get()
+            await self.replay(request)
+
+    def _pick(self) -> tuple[tuple[str, int], tuple[str, int], tuple[str, int]] | None:
+        primaries, candidates = self.targets.primaries, self.targets.candidates
+        if not primaries or not candidates:
+            return None
+        turn = self._turn
+        self._turn += 1
+        return (
+            primaries[turn % len(primaries)],
+            primaries[(turn + 1) % len(primaries)],
+            candidates[turn % len(candidates)],
+        )
+
+    async def replay(self, request: MirroredRequest) -> None:
+        """Send one request to the three instances and record the sample."""
+        picked = self._pick()
+        if picked is None:
+            self.aggregator.record_skipped()
+            return
+        data = encode_request(
+            request.method, request.target, replay_headers(request.headers), request.body
+        )
+        head = request.method == "HEAD"
+        primary, secondary, candidate = await asyncio.gather(
+            *(self.pool.send(address, data, head) for address in picked)
+        )
+        self.replayed += 1
+        self.aggregator.record(
+            Sample(
+                endpoint_key(request.method, request.target),
+                f"{request.method} {request.target}",
+                primary,
+                secondary,
+                candidate,
+            )
+        )
