@@ -237,3 +237,33 @@ def test_deleted_deployment_only_updates_status() -> None:
     d.metadata.deletion_timestamp = T0
     plan = reconcile_deployment(d, [], {}, T0)
     assert plan.create is None and plan.updates == [] and plan.deletes == []
+
+
+def test_resume_marks_progressing_resumed_then_rolls() -> None:
+    c = rolled(2, surge=1, unavailable=0)
+    c.change(paused=True)
+    c.step()
+    c.change(paused=False)
+    plan = c.step()
+    assert plan.status is not None
+    progressing = find_condition(plan.status.conditions, "Progressing")
+    assert progressing is not None
+    assert progressing.reason in ("DeploymentResumed", "NewReplicaSetCreated")
+    assert plan.create is not None  # the rollout starts at once
+
+
+def test_available_condition_follows_max_unavailable() -> None:
+    c = rolled(4, surge=0, unavailable=1)
+    c.step()  # new ReplicaSet created with 0 replicas (no surge)
+    c.step()  # one old pod goes
+    c.step()  # the status sees 3 of 4 available: still "minimum availability"
+    available = find_condition(c.d.status.conditions, "Available")
+    assert c.d.status.available_replicas == 3
+    assert available is not None and available.status == "True"
+    for rs in c.sets.values():
+        rs.status.available_replicas = 0
+    plan = reconcile_deployment(c.d, list(c.sets.values()), c.pods, c.now)
+    assert plan.status is not None
+    available = find_condition(plan.status.conditions, "Available")
+    assert available is not None
+    assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
