@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 from typing import Any
 
 POD: dict[str, Any] = {
@@ -45,3 +46,9 @@ def deployment(name: str = "web", **spec: Any) -> dict[str, Any]:
     doc["metadata"]["name"] = name
     doc["spec"].update(spec)
     return doc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

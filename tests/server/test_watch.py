@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from server_samples import pod
+from server_samples import free_port, pod
 
 from shoal.server import watch as watch_module
+from shoal.server.serve import serve_api
+from shoal.store.memory import MemoryStore
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -126,3 +129,19 @@ async def test_disconnect_closes_the_stream(live_url: str) -> None:
             break
         await asyncio.sleep(0.05)
     assert len(asyncio.all_tasks()) <= tasks_before
+
+
+async def test_shutdown_ends_open_watches_cleanly(store: MemoryStore) -> None:
+    ready = asyncio.Event()
+    port = free_port()
+    server = asyncio.create_task(serve_api(store, "127.0.0.1", port, ready=ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        http.stream("GET", PODS, params={"watch": "true"}) as response,
+    ):
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(server, 10)
+        # The body ends with its last chunk: no "incomplete chunked read" error.
+        assert [line async for line in response.aiter_lines()] == []

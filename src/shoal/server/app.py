@@ -29,7 +29,7 @@ from shoal.api.registry import KINDS
 from shoal.server.apply import add_apply_route
 from shoal.server.metrics import ApiMetrics, MetricsMiddleware
 from shoal.server.resources import add_resource_routes
-from shoal.server.watch import LineCache
+from shoal.server.watch import LineCache, OpenWatches
 from shoal.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,10 @@ def create_app(store: Store, *, extra_routers: Sequence[APIRouter] = ()) -> Fast
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     add_apply_route(app.router, store)
-    lines = LineCache()
+    lines, open_watches = LineCache(), OpenWatches()
+    app.state.open_watches = open_watches
     for cls in list(KINDS.values()):
-        add_resource_routes(app.router, cls, store, metrics, lines)
+        add_resource_routes(app.router, cls, store, metrics, lines=lines, open_watches=open_watches)
     for router in extra_routers:
         app.include_router(router)
 

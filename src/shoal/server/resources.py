@@ -27,7 +27,7 @@ from shoal.api.selectors import LabelSelector, parse_selector
 from shoal.server import writes
 from shoal.server.metrics import WATCH_SCOPE_KEY, ApiMetrics
 from shoal.server.validation import check_object, parse_json
-from shoal.server.watch import LineCache, WatchStream
+from shoal.server.watch import LineCache, OpenWatches, WatchStream
 from shoal.store.base import Store
 
 Handler = Callable[[Request, str | None, str | None], Awaitable[Response]]
@@ -65,12 +65,18 @@ class KindRoutes:
     """The handlers of one kind; namespace is None for cluster-scoped kinds or list-all."""
 
     def __init__(
-        self, cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
+        self,
+        cls: type[Resource],
+        store: Store,
+        metrics: ApiMetrics,
+        lines: LineCache,
+        open_watches: OpenWatches,
     ) -> None:
         self.cls = cls
         self.store = store
         self.metrics = metrics
         self.lines = lines
+        self.open_watches = open_watches
 
     async def list_or_watch(
         self,
@@ -109,10 +115,12 @@ class KindRoutes:
 
         async def counted() -> Any:
             gauge.inc()
+            self.open_watches.streams.add(stream)
             try:
                 async for chunk in stream.body():
                     yield chunk
             finally:
+                self.open_watches.streams.discard(stream)
                 gauge.dec()
 
         return StreamingResponse(
@@ -143,13 +151,19 @@ class KindRoutes:
 
 
 def add_resource_routes(
-    router: APIRouter, cls: type[Resource], store: Store, metrics: ApiMetrics, lines: LineCache
+    router: APIRouter,
+    cls: type[Resource],
+    store: Store,
+    metrics: ApiMetrics,
+    *,
+    lines: LineCache,
+    open_watches: OpenWatches,
 ) -> None:
     """Add the routes of one kind (see the module docstring for the layout) to `router`.
 
     The app adds every kind to its own router: FastAPI matches included routers one by one,
     which cost more per request than the whole rest of a create."""
-    k = KindRoutes(cls, store, metrics, lines)
+    k = KindRoutes(cls, store, metrics, lines, open_watches)
     tags: list[str | Enum] = [cls.KIND]
     kind = cls.KIND
     body = body_schema(cls)

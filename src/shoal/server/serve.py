@@ -62,6 +62,7 @@ async def serve_api(
             ready.set()
         await asyncio.shield(serving)
     finally:
+        app.state.open_watches.finish_all()  # watch clients see a clean end of stream
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await serving

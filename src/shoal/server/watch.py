@@ -93,12 +93,12 @@ def bookmark(kind: str, revision: int) -> bytes:
     )
 
 
-_END = object()  # the store iterator ended
+_END = object()  # the store iterator ended, or the server is shutting down
 _BOOKMARK = object()  # the bookmark timer fired while the stream was quiet
 QUEUE_LIMIT = 1_000  # a slower reader backs up into the store's queue, which answers Gone
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity semantics: kept in OpenWatches' set
 class WatchStream:
     """One watcher's stream. `start()` may raise Gone (answered as HTTP 410 by the route);
     `body()` is the response body and cleans up however it ends.
@@ -120,7 +120,14 @@ class WatchStream:
     _timer: asyncio.TimerHandle | None = None
     _queue: asyncio.Queue[object] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     _quiet: bool = True
+    _finishing: bool = False
     _filter: SelectorFilter | None = None
+
+    def finish(self) -> None:
+        """End the stream cleanly (last chunk sent) instead of being cut at shutdown."""
+        self._finishing = True
+        with suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_END)
 
     async def start(self) -> None:
         if self.selector is not None:
@@ -196,6 +203,8 @@ class WatchStream:
                     item = self._queue.get_nowait()
                 if chunk:
                     yield b"".join(chunk)
+                if self._finishing:
+                    return
         finally:
             await self.close()
 
@@ -214,3 +223,14 @@ class WatchStream:
             with suppress(Exception):
                 await closer()
         self._events = None
+
+
+class OpenWatches:
+    """The app's open watch streams, so a shutting-down server can end them cleanly."""
+
+    def __init__(self) -> None:
+        self.streams: set[WatchStream] = set()
+
+    def finish_all(self) -> None:
+        for stream in list(self.streams):
+            stream.finish()
