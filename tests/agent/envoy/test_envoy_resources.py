@@ -67,6 +67,11 @@ def test_cluster_defaults() -> None:
     assert options["explicit_http_config"] == {"http_protocol_options": {}}  # HTTP/1.1
     assert options["common_http_protocol_options"]["idle_timeout"] == "3.000s"
     assert built["upstream_connection_options"] == {"tcp_keepalive": {}}
+    (thresholds,) = built["circuit_breakers"]["thresholds"]
+    assert thresholds["retry_budget"] == {
+        "budget_percent": {"value": 25.0},
+        "min_retry_concurrency": 64,
+    }
     outlier = built["outlier_detection"]
     assert outlier["consecutive_5xx"] == 5 and outlier["consecutive_gateway_failure"] == 3
     assert outlier["enforcing_consecutive_gateway_failure"] == 100

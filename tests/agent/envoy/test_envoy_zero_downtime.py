@@ -5,6 +5,7 @@ the old process first does fail requests: the check can fail, and the order make
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import threading
 from collections.abc import Callable, Iterator
@@ -48,14 +49,15 @@ class Load:
                     self.errors.append(error)
 
 
-def client(port: int, load: Load, stop: threading.Event, index: int) -> None:
-    """One keep-alive client; every third request is a POST (never retried on reset). Each
-    request takes ~5 ms upstream, so some are always in flight when a process is stopped."""
+def client(port: int, load: Load, stop: threading.Event, index: int, posts: bool) -> None:
+    """One keep-alive client; with `posts`, every third request is a POST (never retried on
+    reset). Each request takes ~5 ms upstream, so some are always in flight when a process is
+    stopped."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     count = 0
     while not stop.is_set():
         count += 1
-        method = "POST" if (count + index) % 3 == 0 else "GET"
+        method = "POST" if posts and (count + index) % 3 == 0 else "GET"
         try:
             connection.request(
                 method, "/", body=b"x" if method == "POST" else None, headers={"x-delay-ms": "5"}
@@ -71,10 +73,10 @@ def client(port: int, load: Load, stop: threading.Event, index: int) -> None:
 
 
 @contextmanager
-def under_load(port: int) -> Iterator[Load]:
+def under_load(port: int, posts: bool = True) -> Iterator[Load]:
     load, stop = Load(), threading.Event()
     threads = [
-        threading.Thread(target=client, args=(port, load, stop, i), daemon=True)
+        threading.Thread(target=client, args=(port, load, stop, i, posts), daemon=True)
         for i in range(CLIENTS)
     ]
     for thread in threads:
@@ -137,3 +139,23 @@ async def test_stopping_the_old_process_first_fails_requests(
             current = new
     print(f"old stopped first: {load.ok} ok, {load.failed} failed; e.g. {load.errors[:2]}")
     assert load.failed > 0
+
+
+async def test_killed_endpoint_is_covered_by_retries_to_another_host(
+    envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
+) -> None:
+    """kill -9 of one of two endpoints, Envoy config untouched: idempotent requests that hit
+    the dead one (reset in flight, then connection refused) are retried on the other host."""
+    admin, port = envoy.supervisor.admin, free_port()
+    first, second = upstreams("a"), upstreams("b")
+    await apply_and_confirm(envoy.writer, admin, table(port, first, second))
+    with under_load(port, posts=False) as load:
+        await asyncio.sleep(0.5)
+        first.process.kill()
+        first.process.wait()
+        await asyncio.sleep(1.0)
+    escaped = CLUSTER.replace(".", "[.]")
+    stats = await admin.stats(rf"^cluster[.]{escaped}[.]upstream_rq_retry(_overflow|_success)?$")
+    print(f"one endpoint killed: {load.ok} ok, {load.failed} failed, retries {stats}")
+    assert load.failed == 0, load.errors
+    assert stats[f"cluster.{CLUSTER}.upstream_rq_retry"] > 0  # retried: this run could fail

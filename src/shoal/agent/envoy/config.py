@@ -61,6 +61,10 @@ class UpstreamCluster:
     idle_timeout_s: float = 3.0
     outlier_detection: OutlierDetection | None = field(default_factory=OutlierDetection)
     max_requests: int = 10_000  # circuit breaker; Envoy's default of 1024 is low for a node proxy
+    # Concurrent retries allowed: a share of the active requests, at least a floor. Envoy's
+    # default (3 at once) overflows when a killed pod had more than 3 requests in flight.
+    retry_budget_percent: float = 25.0
+    min_retry_concurrency: int = 64
 
 
 @dataclass(frozen=True, slots=True)

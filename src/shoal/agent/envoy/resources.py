@@ -71,6 +71,10 @@ def build_cluster(cluster: UpstreamCluster, eds_path: str, eds_dir: str) -> dict
                     "max_connections": cluster.max_requests,
                     "max_pending_requests": cluster.max_requests,
                     "max_requests": cluster.max_requests,
+                    "retry_budget": {
+                        "budget_percent": {"value": cluster.retry_budget_percent},
+                        "min_retry_concurrency": cluster.min_retry_concurrency,
+                    },
                 }
             ]
         },
