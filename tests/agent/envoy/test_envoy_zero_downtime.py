@@ -159,3 +159,35 @@ async def test_killed_endpoint_is_covered_by_retries_to_another_host(
     print(f"one endpoint killed: {load.ok} ok, {load.failed} failed, retries {stats}")
     assert load.failed == 0, load.errors
     assert stats[f"cluster.{CLUSTER}.upstream_rq_retry"] > 0  # retried: this run could fail
+
+
+async def test_route_switch_between_versions_is_atomic_and_fails_nothing(
+    envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
+) -> None:
+    """Blue-green promotion and undo: the listener's route moves between two version clusters
+    (the old cluster removed last); after each confirm, every response is the new version."""
+    admin, port = envoy.supervisor.admin, free_port()
+    blue, green = upstreams("blue"), upstreams("green")
+
+    def serving(active: Upstream, *warm: Upstream) -> RoutingTable:
+        clusters = tuple(
+            UpstreamCluster(f"web.{u.name}", (Endpoint("127.0.0.1", u.port),))
+            for u in (active, *warm)
+        )
+        route = Route(Destination.single(f"web.{active.name}"))
+        return RoutingTable((ServiceListener("web", port, (route,)),), clusters)
+
+    await apply_and_confirm(envoy.writer, admin, serving(blue))
+    with under_load(port) as load:
+        for active, other in ((green, blue), (blue, green), (green, blue)):
+            await asyncio.sleep(0.3)  # traffic before each switch
+            await apply_and_confirm(envoy.writer, admin, serving(active, other))  # switch, warm
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            for _ in range(20):
+                connection.request("GET", "/")
+                assert connection.getresponse().read() == active.name.encode()
+            connection.close()
+        await apply_and_confirm(envoy.writer, admin, serving(green))  # old version removed
+        await asyncio.sleep(0.3)
+    print(f"route switches: {load.ok} ok, {load.failed} failed")
+    assert load.failed == 0, load.errors
