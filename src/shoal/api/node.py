@@ -31,6 +31,7 @@ class NodeStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     address: str = "127.0.0.1"
     envoy_admin_port: int | None = None
+    agent_port: int | None = None
     agent_version: str | None = None
     last_heartbeat_time: datetime | None = None
     features: list[str] = Field(default_factory=list)

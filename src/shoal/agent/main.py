@@ -1,0 +1,30 @@
+"""`shoal agent`: a node agent on its own, for a machine that joins a remote `shoal server`.
+
+SIGINT/SIGTERM stop this node's pods and its Envoy, then exit; kill -9 leaves them serving and
+the next agent re-adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from shoal.agent.runner import Agent, default_node_name
+from shoal.client import AsyncClient
+
+
+async def run(server: str, data_dir: Path, node_name: str | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncClient(server) as client:
+        agent = Agent(
+            client, server_url=server, node_name=node_name or default_node_name(),
+            data_dir=Path(data_dir).resolve(),
+        )  # fmt: skip
+        await agent.run(stop)

@@ -1,0 +1,128 @@
+"""What Envoy should route, computed from Services, Pods and Nodes: a pure function.
+
+Called by the agent runner whenever one of those changes; the result goes to `DataPlane`.
+
+A pod's endpoint in a Service's cluster is, by the pod's state:
+
+    serving   ContainersReady=True, Running, not being deleted     -> routed
+    draining  being deleted, process still running, was serving   -> no new requests, but
+              listed so that its in-flight requests stay visible until they finish
+    absent    anything else (not ready, stopped, not bound, gone) -> not listed
+
+`Membership` records, per pod uid, which clusters list it and how; the pod worker waits on
+Envoy's confirmation of exactly this before it calls a pod Ready or stops its process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from shoal.agent.envoy import (
+    Destination,
+    Endpoint,
+    Route,
+    RoutingTable,
+    ServiceListener,
+    UpstreamCluster,
+    cluster_name,
+    listener_name,
+)
+from shoal.api.meta import find_condition
+from shoal.api.node import Node
+from shoal.api.pod import Pod
+from shoal.api.service import Service
+
+EndpointState = Literal["serving", "draining"]
+SERVICE_CLUSTER = "all"  # revision slot of a Service's single cluster (per-version comes later)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One pod's endpoint in one cluster."""
+
+    cluster: str
+    host: str
+    port: int
+    state: EndpointState
+
+
+Membership = dict[str, tuple[Placement, ...]]
+
+
+def endpoint_state(pod: Pod) -> EndpointState | None:
+    """Whether (and how) a pod belongs in its Services' clusters."""
+    ready = find_condition(pod.status.conditions, "ContainersReady")
+    was_serving = ready is not None and ready.status == "True" and pod.status.phase == "Running"
+    if not was_serving or pod.spec.node_name is None:
+        return None
+    return "draining" if pod.metadata.deletion_timestamp is not None else "serving"
+
+
+def selects(service: Service, pod: Pod) -> bool:
+    """A Service selects the pods of its namespace whose labels contain its selector."""
+    if service.metadata.namespace != pod.metadata.namespace:
+        return False
+    labels = pod.metadata.labels
+    return all(labels.get(key) == value for key, value in service.spec.selector.items())
+
+
+def target_port(service: Service, pod: Pod) -> int | None:
+    """The host port a Service sends this pod's traffic to (None: the pod has no such port)."""
+    target = service.spec.target_port
+    if target is None:
+        return pod.status.host_port
+    if isinstance(target, int):
+        return target
+    if target.isdigit():
+        return int(target)
+    return pod.status.host_ports.get(target)
+
+
+def node_addresses(nodes: Iterable[Node]) -> dict[str, str]:
+    return {node.metadata.name: node.status.address for node in nodes}
+
+
+def build_routing(
+    services: Iterable[Service], pods: Iterable[Pod], addresses: Mapping[str, str]
+) -> tuple[RoutingTable, Membership]:
+    """The routing table for every Service, and where each pod appears in it."""
+    placements: dict[str, list[Placement]] = {}
+    listeners: list[ServiceListener] = []
+    clusters: list[UpstreamCluster] = []
+    pod_list = list(pods)
+    ports_taken: set[int] = set()
+    for service in sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name)):
+        if service.spec.port in ports_taken:
+            continue  # a second Service on one port: the first (by name) keeps it
+        ports_taken.add(service.spec.port)
+        namespace = service.metadata.namespace or "default"
+        cluster = cluster_name(namespace, service.metadata.name, SERVICE_CLUSTER)
+        endpoints: list[Endpoint] = []
+        for pod in pod_list:
+            state = endpoint_state(pod)
+            port = target_port(service, pod)
+            if state is None or port is None or not selects(service, pod):
+                continue
+            host = addresses.get(pod.spec.node_name or "", "127.0.0.1")
+            endpoints.append(Endpoint(host, port, draining=state == "draining"))
+            uid = pod.metadata.uid or pod.metadata.name
+            placements.setdefault(uid, []).append(Placement(cluster, host, port, state))
+        endpoints.sort(key=lambda e: (e.host, e.port))
+        clusters.append(UpstreamCluster(cluster, tuple(endpoints)))
+        listeners.append(
+            ServiceListener(
+                name=listener_name(namespace, service.metadata.name),
+                port=service.spec.port,
+                routes=(Route(Destination.single(cluster)),),
+                timeout_s=service.spec.timeout_seconds,
+            )
+        )
+    table = RoutingTable(listeners=tuple(listeners), clusters=tuple(clusters))
+    return table, {uid: tuple(items) for uid, items in placements.items()}
+
+
+def is_selected(services: Iterable[Service], pod: Pod) -> bool:
+    """Whether any Service routes to this pod (if none, Ready needs no Envoy confirmation)."""
+    return any(selects(service, pod) and target_port(service, pod) for service in services)

@@ -1,0 +1,276 @@
+"""The node agent: makes the pods bound to this node real and keeps Envoy routing to them.
+
+`Agent.run(stop)` is called by `shoal agent` and by `shoal server` (the embedded agent); both
+talk to the API only through the client. On start it registers the Node, starts (or re-adopts)
+Envoy, waits for its caches, stops processes whose pods no longer exist, and then runs one
+`PodWorker` per pod bound here. Every change of Pods, Services or Nodes recomputes the routing
+table (a pure function) for the data plane.
+
+Shutdown has two flavours: `stop_pods=True` (SIGINT/SIGTERM of the process: every pod is
+stopped, then Envoy; nothing is left running) and `stop_pods=False` (the agent steps away and
+leaves pods and Envoy serving, as after kill -9; the next agent re-adopts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from functools import partial
+from pathlib import Path
+
+from shoal.agent.dataplane import DataPlane
+from shoal.agent.drivers.base import Driver, StartError
+from shoal.agent.drivers.process import ProcessDriver
+from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
+from shoal.agent.node import NodeRegistration
+from shoal.agent.ports import PortAllocator, can_bind
+from shoal.agent.records import PodRecords
+from shoal.agent.routing import build_routing, node_addresses
+from shoal.agent.sandbox.availability import sandbox_available
+from shoal.agent.worker import AgentContext, DriverChoice, PodWorker
+from shoal.api.node import Node
+from shoal.api.pod import Pod
+from shoal.api.service import Service
+from shoal.client import AsyncClient
+from shoal.controllers.informer import EventKind, Informer
+from shoal.events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def agent_settings(data_dir: Path) -> dict[str, int]:
+    """Ports that must stay the same across agent restarts (so Envoy can be re-adopted)."""
+    path = data_dir / "agent.json"
+    try:
+        settings: dict[str, int] = json.loads(path.read_text())
+        if can_bind("127.0.0.1", settings["envoy_admin_port"]) or _listening(
+            settings["envoy_admin_port"]
+        ):
+            return settings
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    settings = {"envoy_admin_port": free_port()}
+    path.write_text(json.dumps(settings))
+    return settings
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def choose_driver_rule(sandbox_ok: bool, reason: str):  # type: ignore[no-untyped-def]
+    def choose(pod: Pod) -> str | StartError:
+        name = driver_name_for(pod.spec.isolation)
+        if name == "sandbox" and not sandbox_ok:
+            return StartError(
+                "SandboxUnavailable",
+                f"{reason}; set spec.template.spec.isolation: none to run without a sandbox",
+            )
+        return name
+
+    return choose
+
+
+class Agent:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        server_url: str,
+        node_name: str,
+        data_dir: Path,
+        address: str = "127.0.0.1",
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.server_url = server_url
+        self.node_name = node_name
+        self.data_dir = data_dir
+        self.address = address
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o755)  # sandboxed pods (other uids) must reach their own dirs below
+        settings = agent_settings(data_dir)
+        self.dataplane = DataPlane(
+            data_dir / "envoy", node_name=node_name, admin_port=settings["envoy_admin_port"]
+        )
+        self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=60)
+        self.services: Informer[Service] = Informer(client, Service, resync_seconds=60)
+        self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=60)
+        self.recorder = EventRecorder(client, "agent", host=node_name)
+        self.sandbox_ok, self.sandbox_reason = sandbox_available()
+        drivers: dict[str, Driver] = {"process": ProcessDriver()}
+        if self.sandbox_ok:
+            drivers["sandbox"] = SandboxDriver(
+                node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
+            )
+        self.context = AgentContext(
+            client=client,
+            node_name=node_name,
+            server_url=server_url,
+            data_dir=data_dir,
+            dataplane=self.dataplane,
+            drivers=DriverChoice(drivers, choose_driver_rule(self.sandbox_ok, self.sandbox_reason)),
+            ports=PortAllocator(),
+            records=PodRecords(data_dir / "records"),
+            recorder=self.recorder,
+            pods=self.pods,
+            services=self.services,
+            routing_changed=self.routing_changed,
+            address=address,
+            drain_timeout=drain_timeout,
+        )
+        self.workers: dict[str, PodWorker] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.registration = NodeRegistration(
+            client, node_name, address=address,
+            envoy_admin_port=settings["envoy_admin_port"],
+            features=["sandbox"] if self.sandbox_ok else [],
+        )  # fmt: skip
+        self.ready = asyncio.Event()
+
+    # -- routing --------------------------------------------------------------------------------
+    def routing_changed(self) -> None:
+        table, membership = build_routing(
+            self.services.items(), self.pods.items(), node_addresses(self.nodes.items())
+        )
+        self.dataplane.update(table, membership)
+
+    # -- pods -----------------------------------------------------------------------------------
+    def _on_pod(self, kind: EventKind, pod: Pod) -> None:
+        self.routing_changed()
+        if pod.spec.node_name != self.node_name or not self.ready.is_set():
+            return
+        self._feed(kind, pod)
+
+    def _feed(self, kind: EventKind, pod: Pod) -> None:
+        uid = pod.metadata.uid or ""
+        worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker is not None:
+                worker.vanish()
+            return
+        if worker is None:
+            if pod.metadata.deletion_timestamp is not None and not self._has_record(uid):
+                return  # being deleted before it ever ran here: nothing to stop
+            worker = PodWorker(self.context, pod)
+            self.workers[uid] = worker
+            task = asyncio.create_task(worker.run(), name=f"pod-{pod.metadata.name}")
+            self.tasks[uid] = task
+            task.add_done_callback(partial(self._worker_done, uid))
+        else:
+            worker.update(pod)
+
+    def _has_record(self, uid: str) -> bool:
+        return self.context.records.load(uid) is not None
+
+    def _worker_done(self, uid: str, _task: asyncio.Task[None]) -> None:
+        self.workers.pop(uid, None)
+        self.tasks.pop(uid, None)
+
+    async def _stop_orphans(self) -> None:
+        """Processes recorded here whose pods are gone from the API (deleted while we were
+        away): stop them, so nothing runs that nobody asked for."""
+        known = {pod.metadata.uid for pod in self.pods.items()}
+        for record in self.context.records.all():
+            if record.uid in known or record.handle is None:
+                continue
+            driver = self.context.drivers.by_name(record.handle.driver)
+            recovered = await driver.recover(record.handle)
+            if not isinstance(recovered, StartError) and hasattr(recovered, "pid"):
+                log.warning("stopping orphaned process of %s/%s", record.namespace, record.name)
+                await driver.stop(recovered, 5.0)  # type: ignore[arg-type]
+            self.context.records.remove(record.uid)
+
+    # -- life -------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, stop_pods: bool = True) -> None:
+        await self.dataplane.start()
+        await self.registration.register()
+        informer_stop = asyncio.Event()
+        self.pods.add_handler(self._on_pod)
+        self.services.add_handler(lambda _k, _s: self.routing_changed())
+        self.nodes.add_handler(lambda _k, _n: self.routing_changed())
+        background = [
+            asyncio.create_task(informer.run(informer_stop))
+            for informer in (self.pods, self.services, self.nodes)
+        ]
+        sync_stop = asyncio.Event()
+        background.append(asyncio.create_task(self.dataplane.run(sync_stop)))
+        background.append(asyncio.create_task(self._heartbeats(informer_stop)))
+        try:
+            for informer in (self.pods, self.services, self.nodes):
+                await informer.synced.wait()
+            self.routing_changed()
+            await self._stop_orphans()
+            self.ready.set()
+            for pod in self.pods.items():
+                if pod.spec.node_name == self.node_name:
+                    self._feed("ADDED", pod)
+            log.info("agent %s ready (envoy admin %s)", self.node_name, self.dataplane.admin_port)
+            await stop.wait()
+        finally:
+            if stop_pods:
+                await self._stop_all_pods()
+            for task in list(self.tasks.values()):
+                task.cancel()
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            informer_stop.set()
+            sync_stop.set()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.recorder.flush(), 2.0)
+            if stop_pods:
+                await self.dataplane.stop()
+            else:
+                await self.dataplane.detach()
+
+    async def _stop_all_pods(self) -> None:
+        """Graceful node shutdown: every pod's process is stopped (preStop, SIGTERM, grace)."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        stops = []
+        for record in self.context.records.all():
+            if record.handle is None:
+                continue
+            driver = self.context.drivers.by_name(record.handle.driver)
+            stops.append(self._stop_record(driver, record.handle))
+        await asyncio.gather(*stops, return_exceptions=True)
+
+    async def _stop_record(self, driver: Driver, handle) -> None:  # type: ignore[no-untyped-def]
+        with contextlib.suppress(Exception):
+            pod = next((p for p in self.pods.items() if p.metadata.uid == handle.pod_uid), None)
+            grace = pod.spec.termination_grace_period_seconds if pod else 5.0
+            await driver.stop(handle, min(grace, 10.0))
+        self.context.records.remove(handle.pod_uid)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_SECONDS)
+            if stop.is_set():
+                return
+            try:
+                await self.registration.heartbeat()
+            except Exception as error:  # server briefly away: try again next beat
+                log.debug("heartbeat failed: %s", error)
+
+
+def default_node_name() -> str:
+    return os.environ.get("SHOAL_NODE_NAME") or socket.gethostname().split(".")[0].lower()
