@@ -233,7 +233,7 @@ class EnvoyAdmin:
             zeros = zeros + 1 if await self.active_requests(cluster, host, port) == 0 else 0
             if zeros < 2:
                 if time.monotonic() >= deadline:
-                    return False
+                    return zeros > 0  # out of time for a second look: the last one counts
                 await asyncio.sleep(interval)
         return True
 
