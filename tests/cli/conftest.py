@@ -1,5 +1,5 @@
-"""Fixtures for the CLI tests: the `shoal` app under typer's CliRunner, and a real control
-plane (API server + controllers, `control_plane.py`) in a child process on a free port."""
+"""Fixtures for the CLI tests: the `shoal` app under typer's CliRunner, and a real
+`shoal server` (API, store, controllers; no node agent) in a child process on a free port."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +16,6 @@ from typer.testing import CliRunner
 
 from shoal.cli.main import app
 
-HERE = Path(__file__).parent
 _namespaces = itertools.count(1)
 
 
@@ -41,31 +39,41 @@ class Shoal:
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`shoal server --no-agent` (API, store, controllers) on a free port, stopped by pid."""
     data_dir = tmp_path_factory.mktemp("shoal-data")
     port = free_port()
+    log = (data_dir / "server.log").open("w")
     process = subprocess.Popen(
         [
             sys.executable,
-            str(HERE / "control_plane.py"),
+            "-m",
+            "shoal.cli.main",
+            "server",
             "--data-dir",
             str(data_dir),
-            "--port",
-            str(port),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--no-agent",
         ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"control plane exited with {process.returncode}")
+                raise RuntimeError(
+                    f"shoal server exited with {process.returncode}: "
+                    + (data_dir / "server.log").read_text()
+                )
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("control plane did not start within 30 s")
+                raise RuntimeError("shoal server did not start within 30 s")
             time.sleep(0.1)
         yield url
     finally:
@@ -75,6 +83,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+        log.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The `shoal` CLI against a real control plane (API server + controllers in a child process).
+"""The `shoal` CLI against a real `shoal server --no-agent` in a child process.
 
 Each test works in its own namespace. Pods are not run (no agent here); where a rollout must
 finish, the test marks pods ready through the status API, as the agent would.

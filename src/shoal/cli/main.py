@@ -90,13 +90,23 @@ def server_command(
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT of the HTTP API")
     ] = "127.0.0.1:7070",
+    agent: Annotated[
+        bool,
+        typer.Option("--agent/--no-agent", help="Run this machine's node agent in the server"),
+    ] = True,
+    node_name: Annotated[
+        str | None, typer.Option("--node-name", help="Embedded agent's node name (default: host)")
+    ] = None,
 ) -> None:
     """Run the control plane: API server, store, controllers and the embedded node agent."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"must be HOST:PORT, not {listen!r}", param_hint="'--listen'")
     try:
         server_main = importlib.import_module("shoal.server.main")
     except ImportError as error:
         raise CommandError(f"the shoal server is not available in this build: {error}") from error
-    run_entry_point(server_main.run, data_dir, listen)
+    run_entry_point(server_main.run, data_dir, listen, agent=agent, node_name=node_name)
 
 
 @app.command("agent")
