@@ -156,10 +156,6 @@ class RawConnection:
         self.writer.close()
 
 
-def limits(concurrency: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-
 async def bench_writes(url: str, pid: int, count: int, concurrency: int) -> None:
     latencies: list[float] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -214,7 +210,8 @@ async def bench_watch(url: str, pid: int, watchers: int, writes: int, concurrenc
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}
     received: list[list[tuple[float, bytes]]] = [[] for _ in range(watchers)]
-    start = (await httpx.AsyncClient(base_url=url).get(PODS)).json()["metadata"]["resourceVersion"]
+    async with httpx.AsyncClient(base_url=url) as http:
+        start = (await http.get(PODS)).json()["metadata"]["resourceVersion"]
     connected = 0
     all_connected = asyncio.Event()
 
