@@ -24,7 +24,12 @@ def deployment(**spec_overrides: Any) -> dict[str, Any]:
         },
     }
     spec.update(spec_overrides)
-    return {"apiVersion": "shoal/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": spec}
+    return {
+        "apiVersion": "shoal/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": spec,
+    }
 
 
 def fields_of(doc: dict[str, Any], model: type[Any] = Deployment) -> set[str]:
@@ -60,7 +65,7 @@ def test_missing_selector_names_the_field() -> None:
 
 def test_selector_must_match_template_labels() -> None:
     doc = deployment(selector={"matchLabels": {"app": "other"}})
-    assert fields_of(doc) == {"spec"}
+    assert fields_of(doc) == {"spec.selector"}
 
 
 def test_bad_probe_period_names_the_nested_field() -> None:
@@ -143,7 +148,7 @@ def test_service_port_range() -> None:
     [("po", "Pod"), ("pods", "Pod"), ("Deployment", "Deployment"), ("rs", "ReplicaSet")],
 )
 def test_resolve_kind(name: str, kind: str) -> None:
-    assert resolve_kind(name).KIND == kind
+    assert kind == resolve_kind(name).KIND
 
 
 def test_resolve_unknown_kind_lists_known_ones() -> None:

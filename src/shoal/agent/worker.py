@@ -25,8 +25,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from shoal.agent.dataplane import DataPlane
@@ -473,7 +473,9 @@ class PodWorker:
             if status == pod.status:
                 return
             try:
-                updated = await self.ctx.client.update_status(pod.model_copy(update={"status": status}))
+                updated = await self.ctx.client.update_status(
+                    pod.model_copy(update={"status": status})
+                )
             except Conflict:
                 await self._refresh()
                 continue

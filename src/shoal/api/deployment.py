@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from shoal.api.base import ApiModel
 from shoal.api.meta import Condition, Resource
@@ -62,18 +62,24 @@ class DeploymentStrategy(ApiModel):
 
 class DeploymentSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=10_000)
-    selector: LabelSelector
+    # template before selector: the selector's validator checks it against the template.
     template: PodTemplateSpec
+    selector: LabelSelector
     strategy: DeploymentStrategy = Field(default_factory=DeploymentStrategy)
     min_ready_seconds: float = Field(default=0, ge=0)
     progress_deadline_seconds: float = Field(default=600, gt=0)
     revision_history_limit: int = Field(default=10, ge=0)
     paused: bool = False
 
-    @model_validator(mode="after")
-    def _selector_matches_template(self) -> DeploymentSpec:
-        check_selector_matches_template(self.selector, self.template)
-        return self
+    @field_validator("selector")
+    @classmethod
+    def _selector_matches_template(
+        cls, selector: LabelSelector, info: ValidationInfo
+    ) -> LabelSelector:
+        template = info.data.get("template")
+        if template is not None:
+            check_selector_matches_template(selector, template)
+        return selector
 
 
 class DeploymentStatus(ApiModel):

@@ -98,11 +98,13 @@ def set_condition(conditions: list[Condition], new: Condition, now: datetime) ->
         replaced = True
         same = old.status == new.status
         transition = old.last_transition_time if same else now
-        result.append(new.model_copy(update={"last_transition_time": transition or now,
-                                             "last_update_time": now}))
+        result.append(
+            new.model_copy(
+                update={"last_transition_time": transition or now, "last_update_time": now}
+            )
+        )
     if not replaced:
-        result.append(new.model_copy(update={"last_transition_time": now,
-                                             "last_update_time": now}))
+        result.append(new.model_copy(update={"last_transition_time": now, "last_update_time": now}))
     return result
 
 

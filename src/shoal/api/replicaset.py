@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from shoal.api.base import ApiModel
 from shoal.api.meta import Condition, Resource
@@ -17,14 +17,20 @@ from shoal.api.selectors import LabelSelector
 
 class ReplicaSetSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=10_000)
-    selector: LabelSelector
+    # template before selector: the selector's validator checks it against the template.
     template: PodTemplateSpec
+    selector: LabelSelector
     min_ready_seconds: float = Field(default=0, ge=0)
 
-    @model_validator(mode="after")
-    def _selector_matches_template(self) -> ReplicaSetSpec:
-        check_selector_matches_template(self.selector, self.template)
-        return self
+    @field_validator("selector")
+    @classmethod
+    def _selector_matches_template(
+        cls, selector: LabelSelector, info: ValidationInfo
+    ) -> LabelSelector:
+        template = info.data.get("template")
+        if template is not None:
+            check_selector_matches_template(selector, template)
+        return selector
 
 
 class ReplicaSetStatus(ApiModel):
@@ -48,9 +54,9 @@ class ReplicaSet(Resource):
 def check_selector_matches_template(selector: LabelSelector, template: PodTemplateSpec) -> None:
     """A selector that does not select its own template's pods would create pods forever."""
     if selector.is_empty():
-        raise ValueError("selector: must not be empty (it would select every pod)")
+        raise ValueError("must not be empty (it would select every pod)")
     if not selector.matches(template.metadata.labels):
         raise ValueError(
-            "selector: does not match template.metadata.labels "
+            "does not match template.metadata.labels "
             f"({selector.to_query()} vs {template.metadata.labels})"
         )

@@ -58,7 +58,9 @@ async def _wait_available(client: AsyncClient, timeout: float) -> list[str]:
 
 
 async def main(data_dir: Path, listen: str) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Pods inherit PATH: put this virtualenv first so `python -m shop.*` finds the shop.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     host, port = parse_listen(listen)

@@ -99,9 +99,13 @@ async def serve(
         await store.close()
 
 
-async def run(data_dir: Path, listen: str, *, agent: bool = True, node_name: str | None = None) -> None:
+async def run(
+    data_dir: Path, listen: str, *, agent: bool = True, node_name: str | None = None
+) -> None:
     """Entry point of `shoal server`: serve until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
