@@ -119,7 +119,7 @@ class _Display:
     def show(self, ref: str, state: RolloutState) -> None:
         if not self.live:
             if self.last.get(ref) != state.message:
-                self.console.print(state.message, markup=False, highlight=False)
+                self.console.print(state.message, markup=False, highlight=False, soft_wrap=True)
             self.last[ref] = state.message
             return
         if ref not in self.tasks:
@@ -179,7 +179,7 @@ def wait_for_rollouts(
     """Block until every named Deployment has rolled out; CommandError on failure or timeout."""
     if not names:
         return
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     states = asyncio.run(_wait_all(server, namespace, names, timeout, console))
     failures = [state.message for state in states if state.failed]
     if failures:
