@@ -11,6 +11,8 @@ Listens on 127.0.0.1:$PORT. Behaviour from environment variables:
   NEVER_READY    when "1", /healthz always answers 503
   IGNORE_SIGTERM when "1", SIGTERM is ignored (tests the SIGKILL escalation)
 Paths: /healthz, /version, /price (JSON), /slow?ms=N, anything else -> JSON echo of method+path.
+/__requests answers the requests served so far, by method, and how many of them carried
+`x-shoal-shadow: 1` (parallel-run replays): {"GET": 3, "POST": 1, "shadow": {"GET": 2}}.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -33,10 +37,16 @@ RANDOM_FIELD = os.environ.get("RANDOM_FIELD") == "1"
 PRICE_ROUNDING = os.environ.get("PRICE_ROUNDING", "half")
 READY_AT = time.monotonic() + float(os.environ.get("READY_AFTER_S", "0"))
 NEVER_READY = os.environ.get("NEVER_READY") == "1"
+COUNTS: Counter[str] = Counter()
+SHADOW_COUNTS: Counter[str] = Counter()
+COUNTS_LOCK = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle on, the second waits for the peer's
+    # delayed ACK (~40 ms) on a keep-alive connection.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
@@ -60,6 +70,14 @@ class Handler(BaseHTTPRequestHandler):
             ready = not NEVER_READY and time.monotonic() >= READY_AT
             self._send(200 if ready else 503, {"ready": ready, "version": VERSION})
             return
+        if url.path == "/__requests":
+            with COUNTS_LOCK:
+                self._send(200, {**COUNTS, "shadow": dict(SHADOW_COUNTS)})
+            return
+        with COUNTS_LOCK:
+            COUNTS[self.command] += 1
+            if self.headers.get("x-shoal-shadow") == "1":
+                SHADOW_COUNTS[self.command] += 1
         if DELAY_MS:
             time.sleep(DELAY_MS / 1000)
         if url.path == "/slow":

@@ -12,7 +12,13 @@ import httpx
 import pytest
 from differ_stubs import StubUpstream, json_answer
 
-from shoal.differ.http import MirroredRequest, MirrorServer, UpstreamPool, encode_request
+from shoal.differ.http import (
+    MirroredRequest,
+    MirrorServer,
+    UpstreamPool,
+    encode_request,
+    unshadowed_host,
+)
 
 
 def get(target: str = "/", method: str = "GET", body: bytes = b"") -> bytes:
@@ -156,11 +162,29 @@ async def test_mirrored_requests_are_accepted_at_once_and_handed_over(
             "/orders/1?x=1", headers={"host": "shop-shadow", "x-a": "b"}, content=b"body"
         )
         assert answer.status_code == 202 and answer.content == b""
-        await client.get("/again", headers={"host": "shop:8080-shadow"})
-    first, second = mirrored
+        await client.get("/again", headers={"host": "shop-shadow:8080"})
+        await client.get("/marked", headers={"host": "shop", "x-shoal-shadow": "1"})
+    first, second, third = mirrored
     assert (first.method, first.target, first.body) == ("POST", "/orders/1?x=1", b"body")
     assert ("host", "shop") in first.headers and ("x-a", "b") in first.headers
     assert ("host", "shop:8080") in second.headers
+    assert third.target == "/marked" and ("host", "shop") in third.headers
+
+
+@pytest.mark.parametrize(
+    ("host", "original"),
+    [
+        ("shop-shadow", "shop"),
+        ("shop-shadow:8080", "shop:8080"),
+        ("127.0.0.1-shadow:7000", "127.0.0.1:7000"),
+        ("shop", None),
+        ("shop:8080", None),
+        ("shadow", None),
+        ("[::1]", None),
+    ],
+)
+def test_unshadowed_host(host: str, original: str | None) -> None:
+    assert unshadowed_host(host) == original
 
 
 async def test_other_hosts_reach_the_admin_api(receiver: tuple[str, list[MirroredRequest]]) -> None:

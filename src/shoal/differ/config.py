@@ -11,7 +11,8 @@
       "candidate": {"addresses": ["127.0.0.1:8003"]},
       "methods": ["GET", "HEAD"],                  # the differ replays only these
       "compare": {"ignoreHeaders": [], "ignoreFields": ["requestId"], "statusOnly": false},
-      "concurrency": 32, "queueSize": 1000, "timeoutSeconds": 5, "publishIntervalSeconds": 1
+      "concurrency": 32, "queueSize": 1000, "timeoutSeconds": 5, "publishIntervalSeconds": 1,
+      "nice": 10                                   # lower CPU priority than the services
     }
 
 Each side is either `selector` (the differ watches Pods through the API; `portName` picks
@@ -89,6 +90,9 @@ class DifferConfig(ApiModel):
     timeout_seconds: float = Field(default=5.0, gt=0)
     publish_interval_seconds: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=0)
+    # Added to the process's niceness at start: the differ is background work and must not
+    # take CPU from the services whose live requests it copies.
+    nice: int = Field(default=10, ge=0, le=19)
 
     @model_validator(mode="after")
     def _selectors_need_a_server(self) -> DifferConfig:
@@ -139,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--queue-size", type=int)
     parser.add_argument("--timeout", type=float, dest="timeout_seconds")
+    parser.add_argument("--nice", type=int, help="niceness increment (default 10)")
     return parser
 
 
@@ -178,6 +183,7 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[DifferConfig, Path | No
         "concurrency": given.get("concurrency"),
         "queueSize": given.get("queue_size"),
         "timeoutSeconds": given.get("timeout_seconds"),
+        "nice": given.get("nice"),
         "compare": {
             "ignoreHeaders": given.get("ignore_header", []),
             "ignoreFields": given.get("ignore_field", []),

@@ -7,10 +7,12 @@ comparison. httpx and an ASGI stack spend several hundred microseconds per excha
 a protocol with a C parser spends tens. What is here is only what the differ needs: HTTP/1.1,
 keep-alive, content-length and chunked bodies (llhttp), no TLS, no HTTP/2, no pipelining.
 
-Receiver (`MirrorServer`): a request whose Host ends in `-shadow` (Envoy appends it to every
-mirrored copy) is answered `202` at once, before any replay, so Envoy's shadow stream is done
-immediately; the request goes to `on_mirror` with the suffix removed. Any other request is the
-differ's own small admin API, answered by `on_admin(method, path)`: `/healthz`, `/stats`.
+Receiver (`MirrorServer`): a mirrored copy, recognised by Envoy's `-shadow` Host suffix (added to
+the host name, before any port: `shop-shadow:8080`) or by the `x-shoal-shadow: 1` header that
+shoal's mirror policy adds, is answered `202` at once, before any replay, so Envoy's shadow
+stream is done immediately; the request goes to `on_mirror` with the original Host. Any other
+request is the differ's own small admin API, answered by `on_admin(method, path)`: `/healthz`,
+`/stats`, `/report`.
 
 Client (`UpstreamPool`): per address, a stack of idle keep-alive connections. A request on a
 reused connection that the upstream had already closed is retried once on a new one (the
@@ -25,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -50,6 +53,17 @@ class MirroredRequest:
 AdminAnswer = tuple[int, str, bytes]  # status, content type, body
 
 
+def unshadowed_host(host: str) -> str | None:
+    """The Host before Envoy's mirror rewrote it, or None if it is not a mirror's Host.
+    Envoy inserts the suffix before a port: `shop:8080` becomes `shop-shadow:8080`."""
+    name, colon, port = host.rpartition(":")
+    if not (colon and port.isdigit()):
+        name, colon, port = host, "", ""
+    if not name.endswith(SHADOW_SUFFIX):
+        return None
+    return name[: -len(SHADOW_SUFFIX)] + colon + port
+
+
 def _response(status: int, content_type: str, body: bytes, keep_alive: bool) -> bytes:
     head = (
         f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}\r\n"
@@ -73,8 +87,8 @@ class _Receiver(asyncio.Protocol):
         self.size = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -110,9 +124,10 @@ class _Receiver(asyncio.Protocol):
         method = self.parser.get_method().decode("latin-1")
         target = self.url.decode("latin-1")
         host = next((value for name, value in self.headers if name == "host"), "")
-        if host.endswith(SHADOW_SUFFIX):
+        original = unshadowed_host(host)
+        if original is not None or ("x-shoal-shadow", "1") in self.headers:
             self.transport.write(_ACCEPTED)
-            original = host[: -len(SHADOW_SUFFIX)]
+            original = host if original is None else original
             headers = tuple((n, original if n == "host" else v) for n, v in self.headers)
             truncated = self.size > self.server.max_body_bytes
             body = b"" if truncated else b"".join(self.body)
@@ -166,8 +181,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -5,7 +5,9 @@ Wires the receiver (`http.MirrorServer`), the `replay.Replayer` with its bounded
 `aggregate.Aggregator`, the target sources (fixed addresses or `targets.PodTargetWatcher`) and,
 when a server is configured, the `publish.ReportPublisher`. Prints one line
 `shoal differ listening on HOST:PORT` once it accepts mirrors (a parent that passed port 0
-reads the port there). SIGTERM/SIGINT: stop accepting, publish a last time, exit 0.
+reads the port there). SIGTERM/SIGINT: stop accepting, publish a last time, exit 0. The process
+lowers its CPU priority (`nice`, default +10): comparing is background work, the services
+whose requests it copies come first.
 
 Admin API on the same port (any Host not ending in `-shadow`): `GET /healthz` → ok,
 `GET /stats` → counters and targets as JSON, `GET /report` → the DiffReport status as JSON.
@@ -229,6 +231,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, config_path = parse_arguments(argv)
+    if config.nice:
+        os.nice(config.nice)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s differ %(message)s"
     )

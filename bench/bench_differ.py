@@ -1,0 +1,362 @@
+"""Parallel-run differ benchmarks: comparison throughput on one core, and the live-path cost of
+mirroring through Envoy.
+
+    .venv/bin/python bench/bench_differ.py [--seconds 5] [--blocks 40] [--block-size 50]
+                                           [--rate 200]
+
+1. Throughput. A `shoal differ` process (nice 0) pinned to one CPU (`sched_setaffinity`);
+   three upstream instances (two primaries, one candidate; uvloop, answering ~2 KB JSON bodies
+   with a random `requestId`: noise, so every comparison parses and walks the documents) and
+   the load generator share the other CPU. Mirrored requests (Host `shop-shadow`) go straight
+   to the differ: (a) as fast as 16 keep-alive connections can send them, to find the ceiling
+   (the bounded queue drops what the workers cannot take); (b) at a fixed 500 requests/s.
+   Figures: compared requests/s (from the differ's /stats), dropped/s, the differ's CPU use.
+   Goal >= 500/s.
+2. Live-path overhead. A real Envoy (shoal.agent.envoy) with two listeners on one primary
+   cluster (two of the same fast upstreams, so that the figure is the data plane's cost and
+   not a Python app's jitter): `mirrored` copies 100 % of GET/HEAD to the differ cluster (a
+   differ process at its default nice 10, replaying each copy to both primaries and the
+   candidate), `plain` does not. One keep-alive client sends `--rate` requests/s, alternating
+   blocks between the two listeners in the same run; latency percentiles per listener.
+   Goal: p99 with mirroring < p99 without + 1 ms. Blocks rather than single alternating
+   requests keep the replays' extra load on the primaries inside the mirrored figures.
+
+Every process started here is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import httpx
+import psutil
+import uvloop
+
+from shoal.agent.envoy import (
+    Destination,
+    Endpoint,
+    EnvoySupervisor,
+    Mirror,
+    Route,
+    RoutingTable,
+    ServiceListener,
+    UpstreamCluster,
+    XdsWriter,
+    apply_and_confirm,
+)
+
+ITEMS = 24  # ~2 KB of JSON per answer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def pin(cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# -- fast upstreams (a child process: --serve-upstreams v1,v1,v2) ----------------------------
+def answer_template(version: str = "v1") -> bytes:
+    items = [
+        {"id": i, "name": f"item-{i}", "price": 10 + i * 1.25, "tags": ["a", "b"], "stock": i * 3}
+        for i in range(ITEMS)
+    ]
+    body = json.dumps({"requestId": "#" * 32, "sku": "sku-1", "items": items}).encode()
+    head = (
+        f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"x-version: {version}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+class _FastUpstream(asyncio.Protocol):
+    """Answers every GET with the template and a fresh random requestId (uvloop, no parsing
+    beyond finding the end of each request head)."""
+
+    def __init__(self, template: bytes) -> None:
+        self.template = template
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.buffer = self.buffer[end + 4 :]  # GETs only: no request bodies
+            self.transport.write(self.template.replace(b"#" * 32, os.urandom(16).hex().encode()))
+
+
+async def serve_upstreams(versions: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    servers = []
+    for version in versions:
+        template = answer_template(version)
+        servers.append(
+            await loop.create_server(lambda t=template: _FastUpstream(t), "127.0.0.1", 0)  # type: ignore[misc]
+        )
+    print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    await stopping.wait()
+
+
+@contextlib.contextmanager
+def upstreams_process(versions: str) -> Iterator[list[int]]:
+    """Fast upstreams in a child process (inheriting this process's CPU affinity)."""
+    args = [sys.executable, __file__, "--serve-upstreams", versions]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        ports: list[int] = json.loads(process.stdout.readline())
+        yield ports
+    finally:
+        stop(process)
+
+
+# -- processes -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def differ_process(
+    port: int, primaries: list[int], candidates: list[int], cpu: int | None, nice: int = 10
+) -> Iterator[tuple[str, int]]:
+    args = [sys.executable, "-m", "shoal.differ", f"--listen=127.0.0.1:{port}", f"--nice={nice}"]
+    args += ["--deployment=shop", "--concurrency=64", "--queue-size=2000"]
+    args += [f"--primary=127.0.0.1:{p}" for p in primaries]
+    args += [f"--candidate=127.0.0.1:{p}" for p in candidates]
+    args += ["--ignore-header=x-version", "--ignore-field=version"]
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: pin(cpu)) if cpu is not None else None,  # noqa: PLW1509 - affinity only
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode()
+        if "listening" not in line:
+            raise RuntimeError(f"differ did not start: {line!r}")
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        stop(process)
+
+
+def differ_stats(url: str) -> dict[str, float]:
+    stats: dict[str, float] = httpx.get(f"{url}/stats", timeout=5).json()
+    return stats
+
+
+# -- 1. throughput ---------------------------------------------------------------------------
+MIRRORED = b"GET /catalog/items?page=2 HTTP/1.1\r\nhost: shop-shadow\r\nuser-agent: bench\r\n\r\n"
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
+
+
+async def offer(port: int, connections: int, seconds: float, rate: float | None) -> int:
+    """Send mirrored requests for `seconds`; `rate` None means as fast as possible."""
+    sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def one(number: int) -> None:
+        nonlocal sent
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        interval = connections / rate if rate else 0.0
+        next_at = time.perf_counter() + number * interval / connections
+        while time.perf_counter() < deadline:
+            if interval:
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += interval
+            writer.write(MIRRORED)
+            await reader.readexactly(len(ACCEPTED))
+            sent += 1
+        writer.close()
+
+    await asyncio.gather(*(one(n) for n in range(connections)))
+    return sent
+
+
+def throughput_window(url: str, port: int, pid: int, rate: float | None, seconds: float) -> None:
+    asyncio.run(offer(port, 16, 1.0, rate))  # warm-up: connections, noise learned
+    process = psutil.Process(pid)
+    before, cpu_before = differ_stats(url), process.cpu_times()
+    started = time.perf_counter()
+    sent = asyncio.run(offer(port, 16, seconds, rate))
+    elapsed = time.perf_counter() - started
+    after, cpu_after = differ_stats(url), process.cpu_times()
+    cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / elapsed
+    label = "as fast as possible" if rate is None else f"offered {rate:.0f}/s"
+    compared = (after["compared"] - before["compared"]) / elapsed
+    dropped = (after["dropped"] - before["dropped"]) / elapsed
+    print(
+        f"  {label:>20}: sent {sent / elapsed:6.0f}/s  compared {compared:6.0f}/s  "
+        f"dropped {dropped:5.0f}/s  differ CPU {cpu * 100:3.0f}% of one core  "
+        f"(diff rate {after['diffRate']:.3f}, noisy {after['noisy']:.0f})"
+    )
+
+
+def bench_throughput(seconds: float) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    differ_cpu, other_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
+    if other_cpu is not None:
+        pin(other_cpu)
+    try:
+        _throughput(seconds, differ_cpu, other_cpu)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def _throughput(seconds: float, differ_cpu: int | None, other_cpu: int | None) -> None:
+    body = len(answer_template().split(b"\r\n\r\n", 1)[1])
+    print(
+        f"1. differ throughput ({body} B JSON answers with a random requestId; "
+        f"differ on CPU {differ_cpu}, upstreams + load generator on CPU {other_cpu})"
+    )
+    with upstreams_process("v1,v1,v2") as ports:
+        port = free_port()
+        with differ_process(port, ports[:2], ports[2:], differ_cpu, nice=0) as (url, pid):
+            throughput_window(url, port, pid, None, seconds)
+            throughput_window(url, port, pid, 500.0, seconds)
+
+
+# -- 2. live-path overhead -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Load:
+    blocks: int
+    size: int
+    rate: float  # requests/s, 0 = back to back (closed loop)
+
+
+def measure_blocks(ports: dict[str, int], load: Load) -> dict[str, list[float]]:
+    """Alternate blocks of `load.size` requests between the listeners; ms per request."""
+    latencies: dict[str, list[float]] = {name: [] for name in ports}
+    clients = {name: httpx.Client(base_url=f"http://127.0.0.1:{p}") for name, p in ports.items()}
+    interval = 1 / load.rate if load.rate else 0.0
+    try:
+        for client in clients.values():  # warm-up
+            for _ in range(50):
+                client.get("/price")
+        next_at = time.perf_counter()
+        for block in range(load.blocks * len(clients)):
+            name = list(clients)[block % len(clients)]
+            client = clients[name]
+            for _ in range(load.size):
+                if interval:
+                    next_at += interval
+                    time.sleep(max(0.0, next_at - time.perf_counter()))
+                started = time.perf_counter()
+                answer = client.get("/price")
+                latencies[name].append((time.perf_counter() - started) * 1000)
+                assert answer.status_code == 200 and answer.headers["x-version"] == "v1"
+    finally:
+        for client in clients.values():
+            client.close()
+    return latencies
+
+
+async def bench_overhead(load: Load) -> None:
+    pace = f"{load.rate:.0f} requests/s" if load.rate else "back to back"
+    print(
+        f"2. live-path overhead through Envoy ({load.blocks} blocks x {load.size} requests "
+        f"per listener, {pace}, one keep-alive client)"
+    )
+    with tempfile.TemporaryDirectory() as directory, upstreams_process("v1,v1,v2") as ports:
+        differ_port = free_port()
+        with differ_process(differ_port, ports[:2], ports[2:], None) as (differ_url, _):
+            await _with_envoy(Path(directory), ports[:2], differ_port, differ_url, load)
+
+
+async def _with_envoy(
+    root: Path, primaries: list[int], differ_port: int, differ_url: str, load: Load
+) -> None:
+    admin_port = free_port()
+    writer = XdsWriter(root / "envoy")
+    bootstrap = writer.write_bootstrap(node_id="bench", node_cluster="shoal", admin_port=admin_port)
+    supervisor = EnvoySupervisor(
+        bootstrap=bootstrap,
+        admin_port=admin_port,
+        state_file=root / "envoy.state.json",
+        log_file=root / "envoy.log",
+    )
+    await supervisor.start()
+    try:
+        ports = {"mirrored": free_port(), "plain": free_port()}
+        route = (Route(Destination.single("primary")),)
+        table = RoutingTable(
+            (
+                ServiceListener("mirrored", ports["mirrored"], route, mirror=Mirror("differ", 100)),
+                ServiceListener("plain", ports["plain"], route),
+            ),
+            (
+                UpstreamCluster("primary", tuple(Endpoint("127.0.0.1", p) for p in primaries)),
+                UpstreamCluster("differ", (Endpoint("127.0.0.1", differ_port),)),
+            ),
+        )
+        await apply_and_confirm(writer, supervisor.admin, table)
+        latencies = await asyncio.to_thread(measure_blocks, ports, load)
+        stats = differ_stats(differ_url)
+    finally:
+        await supervisor.stop()
+    for name, values in latencies.items():
+        print(
+            f"  {name:>9}: n={len(values)}  p50 {percentile(values, 0.5):.3f} ms  "
+            f"p99 {percentile(values, 0.99):.3f} ms  max {max(values):.3f} ms"
+        )
+    delta = percentile(latencies["mirrored"], 0.99) - percentile(latencies["plain"], 0.99)
+    print(f"  p99 mirrored - plain: {delta:+.3f} ms (goal < +1 ms)")
+    print(
+        f"  differ meanwhile: received {stats['received']:.0f}, compared {stats['compared']:.0f}, "
+        f"dropped {stats['dropped']:.0f}, diff rate {stats['diffRate']:.3f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--blocks", type=int, default=40)
+    parser.add_argument("--block-size", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=200.0, help="live requests/s, 0 = no pause")
+    parser.add_argument("--serve-upstreams", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_upstreams:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_upstreams(args.serve_upstreams.split(",")))
+        return
+    bench_throughput(args.seconds)
+    asyncio.run(bench_overhead(Load(args.blocks, args.block_size, args.rate)))
+
+
+if __name__ == "__main__":
+    main()
