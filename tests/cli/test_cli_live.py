@@ -395,3 +395,13 @@ def test_cluster_scoped_nodes(shoal: Shoal, server_url: str) -> None:
     assert code == 0, out
     assert "Namespace:" not in out and "Capacity:" in out
     assert shoal("delete", "node", "cli-node")[1].strip() == "node/cli-node deleted"
+
+
+def test_rollout_status_fails_on_progress_deadline(
+    shoal: Shoal, namespace: str, tmp_path: Path
+) -> None:
+    stuck = deployment_doc(replicas=1, progressDeadlineSeconds=1)
+    shoal("apply", "-f", write(tmp_path / "app.yaml", stuck), "-n", namespace)
+    code, out = shoal("rollout", "status", "deployment/web", "--timeout", "60s", "-n", namespace)
+    assert code == 1
+    assert 'deployment "web" exceeded its progress deadline' in out

@@ -165,7 +165,8 @@ async def _wait_all(
                 ]
                 raise CommandError(
                     f"timed out after {format_seconds(seconds or 0)} waiting for the rollout "
-                    "(" + "; ".join(pending) + ")"
+                    "(" + "; ".join(pending) + "); see why with `shoal describe "
+                    f"deployment/{names[0]}` and `shoal get pods -n {namespace}`"
                 ) from None
 
 
