@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from differ_stubs import StubUpstream, eventually, json_answer
+from typer.testing import CliRunner
 
 from shoal.api.diffreport import DiffReport
+from shoal.cli.main import app as shoal_cli
 from shoal.client import AsyncClient
 from shoal.differ.config import DifferConfig
 from shoal.differ.main import Differ
@@ -145,3 +147,11 @@ async def test_publishes_once_more_on_stop(
         finally:
             await differ.stop()
         assert (await api.get(DiffReport, "shop-abc")).status.compared == 3
+
+
+def test_shoal_differ_forwards_to_the_differs_own_flags() -> None:
+    result = CliRunner().invoke(shoal_cli, ["differ", "--help"])
+    assert result.exit_code == 0
+    assert "--primary-selector" in result.output and "--ignore-field" in result.output
+    bad = CliRunner().invoke(shoal_cli, ["differ", "--deployment=web", "--primary=h:1"])
+    assert bad.exit_code == 2

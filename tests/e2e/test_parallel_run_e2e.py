@@ -308,3 +308,28 @@ async def test_killing_the_differ_fails_no_live_request(same: ParallelRun) -> No
     assert same.differ.returncode == -signal.SIGKILL
     assert failures == []
     assert served["before"] >= 20 and served["after"] >= 300
+
+
+def test_the_differ_process_reports_its_port_and_stops_cleanly_on_sigterm(
+    spawn: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    differ = spawn(
+        [
+            sys.executable,
+            "-m",
+            "shoal.differ",
+            "--listen=127.0.0.1:0",
+            "--deployment=shop",
+            "--primary=127.0.0.1:9",
+            "--candidate=127.0.0.1:9",
+        ]
+    )
+    assert differ.stdout is not None
+    line = differ.stdout.readline().decode()
+    assert line.startswith("shoal differ listening on 127.0.0.1:")
+    port = int(line.rsplit(":", 1)[1])
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).text == "ok\n"
+    mirrored = httpx.get(f"http://127.0.0.1:{port}/x", headers={"host": "shop-shadow"}, timeout=5)
+    assert mirrored.status_code == 202
+    os.kill(differ.pid, signal.SIGTERM)
+    assert differ.wait(timeout=10) == 0

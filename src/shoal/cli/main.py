@@ -71,6 +71,17 @@ def _mount_toggle_app() -> None:
 _mount_toggle_app()
 
 
+@app.command(
+    "differ",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def differ_command(ctx: typer.Context) -> None:
+    """Run the parallel-run differ (its own flags: `shoal differ --help`)."""
+    differ_main = importlib.import_module("shoal.differ.main")
+    differ_main.main(list(ctx.args))
+
+
 def run_entry_point(function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     """Run a component's `run(...)`, whether it blocks or is a coroutine function."""
     outcome = function(*args, **kwargs)
