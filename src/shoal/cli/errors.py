@@ -8,6 +8,7 @@ reported here, never as a traceback. A verb whose exit codes mean something else
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from shoal.cli.manifests import ManifestError
 ERROR_EXIT_META_KEY = "shoal.error_exit_code"
 LOCATOR_META_KEY = "shoal.locate_field"
 INTERRUPTED_EXIT_CODE = 130
+DEBUG_ENV = "SHOAL_DEBUG"
 
 
 class CommandError(Exception):
@@ -86,6 +88,8 @@ class ShoalGroup(TyperGroup):
         except KeyboardInterrupt:
             raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
         except Exception as error:  # the one place that turns failures into messages
+            if os.environ.get(DEBUG_ENV):
+                raise  # a developer asked for the traceback
             code = self._report(ctx.meta, error)
             raise typer.Exit(code) from None
 
@@ -107,5 +111,10 @@ class ShoalGroup(TyperGroup):
             console.print(escape(f"error: {error}"))
             code = max(code, error.exit_code)
         else:
-            console.print(escape(f"error: unexpected {type(error).__name__}: {error}"))
+            console.print(
+                escape(
+                    f"error: unexpected {type(error).__name__}: {error} "
+                    f"(set {DEBUG_ENV}=1 for the traceback)"
+                )
+            )
         return code
