@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shoal.api.parallelrun import ParallelRunSettings
+from shoal.api.selectors import LabelSelector
 from shoal.differ.config import DifferConfig, parse_arguments
 
 
@@ -104,3 +106,26 @@ def test_unknown_keys_are_rejected() -> None:
                 "compare": {"fuzzy": True},
             }
         )
+
+
+def test_for_parallel_run_takes_the_users_settings_and_selects_revisions() -> None:
+    settings = ParallelRunSettings.from_json(
+        {"methods": ["GET"], "compare": {"ignoreFields": ["requestId"]}}
+    )
+    selector = LabelSelector.model_validate({"matchLabels": {"app": "web"}})
+    config = DifferConfig.for_parallel_run(
+        settings,
+        deployment="web",
+        namespace="shop",
+        selector=selector,
+        primary_revision="5c8f",
+        candidate_revision="7d9f",
+        server="http://127.0.0.1:7070",
+        listen="127.0.0.1:7081",
+    )
+    assert config.primary.selector == "app=web,pod-template-hash=5c8f"
+    assert config.candidate.selector == "app=web,pod-template-hash=7d9f"
+    assert config.methods == ["GET"]
+    assert config.compare.ignore_fields == ["requestId"]
+    assert config.report_name == "web-7d9f"
+    assert DifferConfig.from_json(config.to_json()) == config

@@ -35,9 +35,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from shoal.api.base import ApiModel
+from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL
 from shoal.api.diffreport import report_name
 from shoal.api.errors import causes_from_validation
-from shoal.api.parallelrun import DEFAULT_METHODS, CompareSettings, Method
+from shoal.api.parallelrun import DEFAULT_METHODS, CompareSettings, Method, ParallelRunSettings
+from shoal.api.selectors import LabelSelector
 from shoal.differ.http import Address
 from shoal.differ.targets import parse_address
 
@@ -113,11 +115,47 @@ class DifferConfig(ApiModel):
         """Read and validate a JSON configuration file (raises ValueError/ValidationError)."""
         return cls.from_json(json.loads(path.read_text()))
 
+    @classmethod
+    def for_parallel_run(
+        cls,
+        settings: ParallelRunSettings,
+        *,
+        deployment: str,
+        namespace: str,
+        selector: LabelSelector,
+        primary_revision: str,
+        candidate_revision: str,
+        server: str,
+        listen: str,
+    ) -> DifferConfig:
+        """What the agent runs for a Deployment's parallel run: pods of each revision by
+        selector (the deployment's selector + `pod-template-hash`), the user's methods and
+        compare settings, the report named `<deployment>-<candidate revision>`."""
+        return cls(
+            listen=listen,
+            server=server,
+            namespace=namespace,
+            deployment=deployment,
+            primary_revision=primary_revision,
+            candidate_revision=candidate_revision,
+            primary=TargetSpec(selector=revision_selector(selector, primary_revision)),
+            candidate=TargetSpec(selector=revision_selector(selector, candidate_revision)),
+            methods=list(settings.methods),
+            compare=settings.compare,
+        )
+
     def write(self, path: Path) -> None:
         """Write atomically (temp file + rename), so a differ rereading it never sees half."""
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_text(json.dumps(self.to_json(), indent=2))
         temporary.replace(path)
+
+
+def revision_selector(selector: LabelSelector, revision: str) -> str:
+    """`app=web,pod-template-hash=7d9f8c`: the pods of one revision of a Deployment."""
+    base = selector.to_query()
+    own = f"{POD_TEMPLATE_HASH_LABEL}={revision}"
+    return f"{base},{own}" if base else own
 
 
 def _parser() -> argparse.ArgumentParser:
