@@ -22,23 +22,17 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from loadgen import RawConnection, free_port, percentile
 
 PODS = "/api/v1/namespaces/bench/pods"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pod(name: str) -> dict[str, Any]:
@@ -53,11 +47,6 @@ def pod(name: str) -> dict[str, Any]:
             "env": [{"name": "MODE", "value": "bench"}],
         },
     }
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 @contextlib.contextmanager
@@ -103,57 +92,6 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class RawConnection:
-    """A minimal HTTP/1.1 keep-alive client for the write load (like wrk): httpx costs the
-    bench process several ms of CPU per request on this machine, more than the server
-    spends, so measuring writes through it would measure httpx."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, url: str) -> RawConnection:
-        host, port = url.removeprefix("http://").split(":")
-        return cls(*await asyncio.open_connection(host, int(port)))
-
-    async def post(self, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
-        return await self.request("POST", path, json.dumps(payload).encode())
-
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        headers = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(headers.split(b" ", 2)[1])
-        length = 0
-        for header in headers.split(b"\r\n")[1:]:
-            name, _, value = header.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    async def watch_lines(self, path: str) -> AsyncIterator[tuple[float, bytes]]:
-        """GET a watch stream; yields (arrival time, line) from the chunked body."""
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-        headers = await self.reader.readuntil(b"\r\n\r\n")
-        if int(headers.split(b" ", 2)[1]) != 200:
-            raise RuntimeError(f"watch failed: {headers!r}")
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
-            if size == 0:
-                return
-            data = await self.reader.readexactly(size + 2)
-            arrived = time.perf_counter()
-            for line in data[:-2].splitlines():
-                if line.strip():
-                    yield arrived, line
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 async def bench_writes(url: str, pid: int, count: int, concurrency: int) -> None:
