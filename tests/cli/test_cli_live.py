@@ -24,6 +24,7 @@ from conftest import Shoal
 from rich.console import Console
 
 from shoal.api.deployment import Deployment
+from shoal.api.diffreport import DiffReport, DiffReportSpec
 from shoal.api.meta import Condition
 from shoal.api.node import Node, NodeStatus
 from shoal.api.pod import Pod
@@ -405,3 +406,18 @@ def test_rollout_status_fails_on_progress_deadline(
     code, out = shoal("rollout", "status", "deployment/web", "--timeout", "60s", "-n", namespace)
     assert code == 1
     assert 'deployment "web" exceeded its progress deadline' in out
+
+
+def test_rollout_diffs_prints_the_deployments_report(
+    shoal: Shoal, namespace: str, server_url: str
+) -> None:
+    code, out = shoal("rollout", "diffs", "deployment/web", "-n", namespace)
+    assert code == 1 and "no DiffReport for deployment/web" in out
+    with Client(server_url) as client:
+        client.create(
+            DiffReport.new("other-abc", namespace, spec=DiffReportSpec(deployment="other"))
+        )
+        client.create(DiffReport.new("web-abc", namespace, spec=DiffReportSpec(deployment="web")))
+    code, out = shoal("rollout", "diffs", "deployment/web", "-n", namespace)
+    assert code == 0, out
+    assert "diffreport/web-abc: deployment/web" in out

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from shoal.api.deployment import REVISION_ANNOTATION, Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.errors import Conflict
 from shoal.api.replicaset import ReplicaSet
 from shoal.cli.apply import duration_option
@@ -32,6 +33,7 @@ from shoal.cli.context import (
     split_reference,
     target,
 )
+from shoal.cli.diffs import print_diffs
 from shoal.cli.durations import format_age
 from shoal.cli.errors import CommandError
 from shoal.cli.output import dump_yaml, render_table
@@ -302,3 +304,41 @@ def restart_command(
 ) -> None:
     """Replace every pod with a fresh one, by the Deployment's rollout strategy."""
     _change_command(ref, name, namespace=namespace, server=server, change=restart)
+
+
+def latest_report(reports: list[DiffReport], deployment: str) -> DiffReport | None:
+    """The newest DiffReport about `deployment` (its current candidate's, in practice)."""
+    mine = [report for report in reports if report.spec.deployment == deployment]
+    return max(
+        mine,
+        key=lambda r: (
+            r.metadata.creation_timestamp or datetime.min.replace(tzinfo=UTC),
+            r.metadata.name,
+        ),
+        default=None,
+    )
+
+
+@rollout_app.command("diffs")
+def diffs_command(
+    ref: RefArgument,
+    name: NameArgument = None,
+    *,
+    bodies: Annotated[
+        bool, typer.Option("--bodies", help="Also print the example responses' bodies")
+    ] = False,
+    namespace: NamespaceOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Show what a parallel run found: the candidate's differences from the primary."""
+    deployment = deployment_name(ref, name)
+    where = target(server, namespace)
+    with connect(where) as client:
+        reports = client.list(DiffReport, namespace=where.namespace).items
+    report = latest_report(reports, deployment)
+    if report is None:
+        raise CommandError(
+            f"no DiffReport for deployment/{deployment} (is its strategy ParallelRun, "
+            "and has the differ compared any request yet?)"
+        )
+    print_diffs(report.to_json(), bodies=bodies)
