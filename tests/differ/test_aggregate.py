@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from shoal.differ.aggregate import OTHER_ENDPOINT, Aggregator, Outcome, Sample
+from shoal.differ.aggregate import OTHER_ENDPOINT, OTHER_FIELDS, Aggregator, Outcome, Sample
 from shoal.differ.compare import CompareRules, Reply
 
 JSON = (("content-type", "application/json"),)
@@ -102,7 +102,7 @@ def test_noise_in_array_elements_is_learned_by_shape() -> None:
     for _ in range(10):
         aggregator.record(sample(listing(), listing(), listing(), "/items"))
     endpoint = aggregator.status().endpoints[0]
-    assert [n.path for n in endpoint.noise] == ["items.*.trace"]
+    assert [n.path for n in endpoint.noise] == ["items[*].trace"]
     assert endpoint.differing == 0
 
 
@@ -153,6 +153,25 @@ def test_signatures_are_bounded_and_still_counted() -> None:
     endpoint = aggregator.endpoints["GET /price"]
     assert len(endpoint.signatures) == 2
     assert aggregator.status().differing == 6
+
+
+def test_field_shapes_are_bounded_per_endpoint() -> None:
+    aggregator = Aggregator(max_fields=2)
+    base = {f"f{i}": 0 for i in range(5)}
+    aggregator.record(sample(reply(base), reply(base), reply({k: 1 for k in base})))
+    fields = {f.path: f.count for f in aggregator.status().endpoints[0].fields}
+    assert fields == {"f0": 1, "f1": 1, OTHER_FIELDS: 1}  # one sample: counted once there
+
+
+def test_maps_keyed_by_ids_share_one_shape() -> None:
+    aggregator = Aggregator()
+    for user in range(20):
+        differing = reply({"users": {str(1000 + user): {"name": "b"}}})
+        same = reply({"users": {str(1000 + user): {"name": "a"}}})
+        aggregator.record(sample(same, same, differing))
+    fields = aggregator.status().endpoints[0].fields
+    assert [(f.path, f.count) for f in fields] == [("users.*.name", 20)]
+    assert fields[0].example is not None and fields[0].example.path == 'users["1000"].name'
 
 
 def test_top_fields_are_limited_and_sorted() -> None:

@@ -45,7 +45,7 @@ def test_nested_leaf_is_named_by_its_path() -> None:
     found = paths(left, right)
     assert list(found) == ["order.items[1].price"]
     diff = found["order.items[1].price"]
-    assert diff.shape == "order.items.*.price"
+    assert diff.shape == "order.items[*].price"
     assert (diff.left, diff.right) == ("2.5", "2.6")
 
 

@@ -16,8 +16,9 @@ stays a difference even if two primaries once disagreed on it during a data upda
 Judgement is retroactive: each sample's set of differing shapes (its signature) is counted, and
 `status()` classifies signatures with the noise known *now*, so the first samples of a noisy
 field are not counted as differences just because the noise was not learned yet. Memory stays
-bounded: at most `max_endpoints` endpoints (later ones share `<other>`) and `max_signatures`
-signatures per endpoint (later ones are judged when recorded).
+bounded: at most `max_endpoints` endpoints (later ones share `<other>`), `max_fields` field
+shapes per endpoint (later ones share `<other fields>`) and `max_signatures` signatures per
+endpoint (later ones are judged when recorded).
 
 Pure (no I/O, no clock); called by `shoal.differ.replay`, read by `shoal.differ.publish`.
 """
@@ -25,6 +26,7 @@ Pure (no I/O, no clock); called by `shoal.differ.replay`, read by `shoal.differ.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -40,6 +42,7 @@ from shoal.differ.compare import CompareRules, Difference, Reply, body_excerpt, 
 NOISE_FACTOR = 2
 NOISE_SLACK = 3
 OTHER_ENDPOINT = "<other>"
+OTHER_FIELDS = "<other fields>"
 REQUEST_LIMIT = 200
 
 
@@ -93,12 +96,14 @@ class Aggregator:
         *,
         max_endpoints: int = 256,
         max_signatures: int = 1024,
+        max_fields: int = 256,
         body_limit: int = 512,
         top_fields: int = 10,
     ) -> None:
         self.rules = rules or CompareRules()
         self.max_endpoints = max_endpoints
         self.max_signatures = max_signatures
+        self.max_fields = max_fields
         self.body_limit = body_limit
         self.top_fields = top_fields
         self.endpoints: dict[str, _Endpoint] = {}
@@ -135,16 +140,21 @@ class Aggregator:
         if sample.candidate.status == 0:
             self.candidate_errors += 1
         for noise in _by_shape(compare(sample.primary, sample.secondary, self.rules)):
-            endpoint.noise[noise.shape] += 1
+            endpoint.noise[self._bounded(noise.shape, endpoint.noise)] += 1
         differences = _by_shape(compare(sample.primary, sample.candidate, self.rules))
         if not differences:
             return Outcome.EQUAL
+        shapes = set()
         for difference in differences:
-            found = endpoint.fields.setdefault(difference.shape, _Field())
+            shape = self._bounded(difference.shape, endpoint.fields)
+            if shape in shapes:
+                continue
+            shapes.add(shape)
+            found = endpoint.fields.setdefault(shape, _Field())
             found.count += 1
             if found.example is None:
                 found.example = self._example(sample, difference)
-        signature = frozenset(d.shape for d in differences)
+        signature = frozenset(shapes)
         differing = any(not endpoint.is_noise(shape) for shape in signature)
         if signature in endpoint.signatures or len(endpoint.signatures) < self.max_signatures:
             endpoint.signatures[signature] += 1
@@ -153,6 +163,9 @@ class Aggregator:
         else:
             endpoint.fixed_noisy += 1
         return Outcome.DIFFERING if differing else Outcome.NOISY
+
+    def _bounded(self, shape: str, known: Mapping[str, object]) -> str:
+        return shape if shape in known or len(known) < self.max_fields else OTHER_FIELDS
 
     def _example(self, sample: Sample, difference: Difference) -> DiffExample:
         return DiffExample(

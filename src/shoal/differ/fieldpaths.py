@@ -3,13 +3,15 @@ fields to ignore (`compare.ignoreFields`).
 
 A path is a tuple of segments: `str` for an object key, `int` for an array index. It is printed
 the way a reader writes it: `items[3].price`, `requestId`, `meta["content-type"]`; the body
-itself (the root) is `$`. `generalize` replaces every index by `*` (`items[*].price`), which is
-how noise is learned and how differences are grouped: a field that is random in one element
-is random in all of them.
+itself (the root) is `$`. `generalize` gives a path's shape: every index becomes `[*]` and
+every key that is an identifier (digits, a UUID, a long hex token, as in endpoint templates)
+becomes `*`, so `items[3].price` → `items[*].price` and `users.8812.name` → `users.*.name`.
+Noise is learned and differences are counted by shape: a field that is random in one element
+is random in all of them, and maps keyed by ids do not grow the tallies without bound.
 
 Patterns (what `ignoreFields` accepts) use the same syntax, optionally starting with `$.`, plus
-wildcards: `*` matches any key, `[*]` any index. A pattern ignores the field it names and
-everything below it (`meta` ignores `meta.generatedAt`).
+wildcards: `[*]` matches any index, `*` any key or index. A pattern ignores the field it names
+and everything below it (`meta` ignores `meta.generatedAt`).
 
 Called by `shoal.api.parallelrun` (validation of ignoreFields) and `shoal.differ.compare`.
 Pure and dependency-free on purpose: the API layer imports it.
@@ -21,10 +23,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
+from shoal.differ.endpoints import is_identifier_segment
+
 Segment = str | int
 Path = tuple[Segment, ...]
 ROOT = "$"
-WILDCARD = "*"
+WILDCARD = "*"  # any key (or index); printed `*`
+ANY_INDEX = -1  # any array index; printed `[*]` (real indices are never negative)
 # Printed as `.key` when it looks like an identifier; anything else is quoted: `["a b"]`.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DOT_KEY = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*|\*)")
@@ -36,7 +41,9 @@ def format_path(path: Sequence[Segment]) -> str:
     """`("items", 3, "price")` → `items[3].price`; the empty path is `$`."""
     out: list[str] = []
     for segment in path:
-        if isinstance(segment, int):
+        if segment == ANY_INDEX:
+            out.append("[*]")
+        elif isinstance(segment, int):
             out.append(f"[{segment}]")
         elif segment == WILDCARD or _IDENTIFIER.fullmatch(segment):
             out.append(f".{segment}" if out else segment)
@@ -46,8 +53,15 @@ def format_path(path: Sequence[Segment]) -> str:
 
 
 def generalize(path: Sequence[Segment]) -> Path:
-    """Every array index becomes `*`: the shape of a path, not one element of it."""
-    return tuple(WILDCARD if isinstance(segment, int) else segment for segment in path)
+    """The shape of a path: indices become ANY_INDEX, identifier-like keys WILDCARD."""
+    return tuple(
+        ANY_INDEX
+        if isinstance(segment, int)
+        else WILDCARD
+        if is_identifier_segment(segment)
+        else segment
+        for segment in path
+    )
 
 
 class PathSyntaxError(ValueError):
@@ -57,8 +71,8 @@ class PathSyntaxError(ValueError):
 def parse_pattern(text: str) -> Path:
     """`$.items[*].price` → `("items", "*", "price")`; raises PathSyntaxError with the spot.
 
-    Indices stay ints (`items[0]` ignores only the first element); `[*]` and `*` both become
-    WILDCARD, which matches any one segment.
+    Indices stay ints (`items[0]` ignores only the first element); `[*]` becomes ANY_INDEX,
+    `*` WILDCARD.
     """
     rest = text.strip()
     if rest.startswith(ROOT):
@@ -76,7 +90,7 @@ def parse_pattern(text: str) -> Path:
                 continue
             value = match.group(1)
             if pattern is _INDEX:
-                segments.append(WILDCARD if value == WILDCARD else int(value))
+                segments.append(ANY_INDEX if value == WILDCARD else int(value))
             elif pattern is _QUOTED:
                 segments.append(str(json.loads(value)))
             else:
@@ -92,6 +106,8 @@ def parse_pattern(text: str) -> Path:
 
 
 def segment_matches(pattern: Segment, segment: Segment) -> bool:
+    if pattern == ANY_INDEX:
+        return isinstance(segment, int)
     return pattern in (WILDCARD, segment)
 
 
