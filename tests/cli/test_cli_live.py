@@ -88,6 +88,10 @@ def test_apply_get_and_unchanged(shoal: Shoal, namespace: str, tmp_path: Path) -
     assert out.splitlines()[1].split()[:2] == ["web", "0/3"]
     code, out = shoal("get", "svc", "-A", "-o", "name")
     assert "service/web" in out.splitlines()
+    assert shoal("get", "deploy", "-l", "app=web", "-n", namespace, "-o", "name")[1].split() == [
+        "deployment/web"
+    ]
+    assert "No resources found" in shoal("get", "deploy", "-l", "app in (x,y)", "-n", namespace)[1]
 
 
 def test_bad_manifest_names_every_field_and_stores_nothing(
