@@ -93,11 +93,13 @@ def next_restart(
     ran_for = exit.finished_at - exit.started_at
     exponent = 0 if ran_for >= backoff.stable_after_seconds else history.exponent
     delay = backoff.delay(exponent)
-    restart_at = max(now, exit.finished_at + delay)
+    # What is left of the delay since the exit, computed without `(finished + delay) - now`,
+    # whose rounding could exceed the cap.
+    remaining = min(max(delay - (now - exit.finished_at), 0.0), delay)
     return RestartDecision(
         restart=True,
-        delay_seconds=restart_at - now,
-        restart_at=restart_at,
+        delay_seconds=remaining,
+        restart_at=now + remaining,
         reason="BackOff",
         message=f"back-off {delay:g}s restarting pod ({exit.message or exit.reason})",
         history=RestartHistory(history.restart_count + 1, exponent + 1),
