@@ -2,16 +2,28 @@
 primary, a second primary and the candidate, compares the answers by field path, learns noise
 and publishes a DiffReport. Run as `shoal differ` / `python -m shoal.differ` (see `main`).
 
-Modules, from pure to I/O:
-  fieldpaths  field paths and ignore patterns (imported by shoal.api.parallelrun, so this
-              package imports nothing at import time)
+How the agent runs it (the integration seam):
+
+    config = DifferConfig.for_parallel_run(settings, deployment=..., namespace=...,
+                 selector=deployment.spec.selector, primary_revision=stable_hash,
+                 candidate_revision=new_hash, server=api_url, listen="127.0.0.1:<port>")
+    config.write(path)                      # atomic; rewrite it to change settings live
+    spawn: shoal differ --config <path>     # prints "shoal differ listening on HOST:PORT"
+    Envoy: Mirror(cluster=<differ cluster>, percent=settings.mirror_percent,
+                  methods=tuple(settings.methods)) on the service's listener, the differ
+           cluster's one endpoint being the differ's listen address
+    gate:  shoal.controllers.strategies.parallel.decide(settings, DiffReport, started, now)
+
+Modules, from pure to I/O (nothing is imported here: `shoal.api.parallelrun` imports
+`fieldpaths`, and that must not pull in the process code):
+  fieldpaths  field paths, shapes and ignore patterns
   endpoints   method + path template keys (`GET /orders/{id}`)
   compare     the comparator (status, headers, JSON by field path, other bodies exactly)
   aggregate   noise learning and per-endpoint tallies -> DiffReportStatus
-  config      the process's configuration (flags or a JSON file the agent may rewrite)
-  http        minimal HTTP/1.1 mirror receiver and keep-alive upstream client
-  targets     where the primaries and the candidate are (static list, or pods by selector)
+  config      the process's configuration (flags or a JSON file that is reread on change)
+  http        minimal HTTP/1.1 mirror receiver and keep-alive upstream client (httptools)
+  targets     where the primaries and the candidate are (fixed addresses, or pods by selector)
   replay      bounded queue, workers, replays and comparison
   publish     writes the DiffReport's status through the API client
-  main        the process: wires the above, signals, config reloads
+  main        the process: wires the above, signals, config reloads, admin API
 """

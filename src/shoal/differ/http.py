@@ -5,7 +5,8 @@ Why not uvicorn/httpx: a compared sample costs one received request and three up
 and the goal is 500 samples/s on one core, so about 2,000 HTTP exchanges per second plus the
 comparison. httpx and an ASGI stack spend several hundred microseconds per exchange in Python;
 a protocol with a C parser spends tens. What is here is only what the differ needs: HTTP/1.1,
-keep-alive, content-length and chunked bodies (llhttp), no TLS, no HTTP/2, no pipelining.
+keep-alive, content-length and chunked bodies (llhttp); no TLS, no HTTP/2, and the client sends
+one request at a time per connection.
 
 Receiver (`MirrorServer`): a mirrored copy, recognised by Envoy's `-shadow` Host suffix (added to
 the host name, before any port: `shop-shadow:8080`) or by the `x-shoal-shadow: 1` header that
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -32,8 +32,6 @@ from typing import cast
 import httptools
 
 from shoal.differ.compare import Headers, Reply
-
-log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 SHADOW_SUFFIX = "-shadow"
