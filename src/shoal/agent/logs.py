@@ -143,9 +143,15 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 async def follow(
-    logs: PodLogs, from_end: bool = True, poll_seconds: float = 0.25
+    logs: PodLogs,
+    from_end: bool = True,
+    poll_seconds: float = 0.25,
+    start_offset: int | None = None,
 ) -> AsyncIterator[str]:
     """Yield lines appended to the pod's log, forever (the caller cancels or stops iterating).
+
+    `start_offset` (a byte position in `current.log`, overriding `from_end`) lets a caller that
+    has just read the file up to there continue exactly where it stopped, without a gap.
 
     Survives restarts (`current.log` renamed to `previous.log` by `new_run`: another inode, its
     rest is read there) and rotations (a new `current.log.1` appears: the rest of the truncated
@@ -154,6 +160,8 @@ async def follow(
     found = _identity(logs.current)
     inode = None if found is None else found[0]
     offset = found[1] if found is not None and from_end else 0
+    if start_offset is not None and found is not None:
+        offset = start_offset
     rotated = _identity(piece)
     pending = b""
     while True:

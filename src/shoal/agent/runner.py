@@ -26,6 +26,7 @@ from shoal.agent.dataplane import DataPlane
 from shoal.agent.drivers.base import Driver, StartError
 from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
+from shoal.agent.http import AgentHttp
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
 from shoal.agent.records import PodRecords
@@ -136,9 +137,14 @@ class Agent:
         )
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        # The agent's own API (logs, usage), proxied by the API server: shoal.agent.http.
+        self.http = AgentHttp.for_agent(
+            node_name=node_name, data_dir=data_dir, address=address, pods=self.pods.get,
+            records=self.context.records, drivers=self.context.drivers.drivers,
+        )  # fmt: skip
         self.registration = NodeRegistration(
             client, node_name, address=address,
-            envoy_admin_port=settings["envoy_admin_port"],
+            envoy_admin_port=settings["envoy_admin_port"], agent_port=self.http.port,
             features=["sandbox"] if self.sandbox_ok else [],
         )  # fmt: skip
         self.ready = asyncio.Event()
@@ -199,6 +205,8 @@ class Agent:
     # -- life -------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, stop_pods: bool = True) -> None:
         await self.dataplane.start()
+        await self.http.start()
+        self.registration.agent_port = self.http.port
         await self.registration.register()
         informer_stop = asyncio.Event()
         self.pods.add_handler(self._on_pod)
@@ -239,6 +247,7 @@ class Agent:
                 await self.dataplane.stop()
             else:
                 await self.dataplane.detach()
+            await self.http.stop()
 
     async def _stop_all_pods(self) -> None:
         """Graceful node shutdown: every pod's process is stopped (preStop, SIGTERM, grace)."""
