@@ -26,8 +26,8 @@ test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 
 bench: install

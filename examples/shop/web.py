@@ -20,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def route(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = _handle
+    do_GET = do_POST = _handle  # noqa: N815 - stdlib names
 
 
 def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:

@@ -48,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
     # delayed ACK (~40 ms) on a keep-alive connection.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ class Handler(BaseHTTPRequestHandler):
             body["requestId"] = uuid.uuid4().hex
         self._send(200, body)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - stdlib names
 
 
 def main() -> None:
