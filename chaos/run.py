@@ -19,10 +19,10 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
 
 from chaos.harness import Context, Result
 
@@ -41,7 +41,7 @@ SCENARIOS: dict[str, str] = {
 # Scenarios whose passing mechanism can be switched off (see each module's SABOTAGE).
 SABOTAGED = ("1", "3")
 
-Runner = Callable[[Context, Result], Awaitable[None]]
+Runner = Callable[[Context, Result], Coroutine[Any, Any, None]]
 
 
 def load(key: str) -> ModuleType:
