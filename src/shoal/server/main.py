@@ -21,6 +21,7 @@ from pathlib import Path
 from shoal.agent.runner import Agent, default_node_name
 from shoal.client import AsyncClient
 from shoal.controllers.manager import run_controllers
+from shoal.server.pods_routes import pods_router
 from shoal.server.serve import serve_api
 from shoal.server.toggles_routes import toggles_router
 from shoal.store.sqlite import SqliteStore
@@ -51,7 +52,9 @@ async def serve(
     store = SqliteStore(data_dir / "shoal.db")
     api_ready = asyncio.Event()
     api = asyncio.create_task(
-        serve_api(store, host, port, extra_routers=[toggles_router()], ready=api_ready)
+        serve_api(
+            store, host, port, extra_routers=[toggles_router(), pods_router()], ready=api_ready
+        )
     )
     done, _ = await asyncio.wait(
         {api, asyncio.ensure_future(api_ready.wait())}, return_when=asyncio.FIRST_COMPLETED
