@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 
 import httpx
 import psutil
+from bench.loadgen import free_port
 
 from shoal.client import AsyncClient
 
@@ -313,3 +315,72 @@ def pod_processes(urls: set[str]) -> list[psutil.Process]:
             if process_server_url(process) in urls:
                 found.append(process)
     return found
+
+
+class Cluster:
+    """A `shoal server` (embedded agent, or `--no-agent` plus a separate `shoal agent`) on one
+    data directory and port that survive restarts of either process."""
+
+    def __init__(self, ctx: Context, *, separate_agent: bool = False, **env: str) -> None:
+        self.ctx, self.separate_agent, self.env = ctx, separate_agent, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = ctx.dir / "data"
+        self.agent_dir = ctx.dir / "agent-data" if separate_agent else self.data_dir / "agent"
+        self.server: Child | None = None
+        self.agent: Child | None = None
+        self.client = AsyncClient(self.url)
+
+    async def start_server(self) -> float:
+        self.server = self.ctx.server(
+            self.data_dir, self.port, agent=not self.separate_agent, **self.env
+        )
+        return await asyncio.to_thread(wait_healthy, self.url, self.server)
+
+    def start_agent(self) -> Child:
+        self.agent = self.ctx.agent(self.url, self.agent_dir, **self.env)
+        return self.agent
+
+    async def start(self) -> None:
+        await self.start_server()
+        if self.separate_agent:
+            self.start_agent()
+
+    async def apply(self, *docs: dict[str, Any]) -> None:
+        await self.client.apply_all(list(docs))
+
+    async def wait_rollout(self, name: str, version: str, replicas: int, within: float) -> float:
+        took = await wait_for(lambda: rollout_done(self.client, name, version, replicas), within)
+        if took is None:
+            pods = await list_items(self.client, "pods", f"app={name}")
+            states = [
+                (p["metadata"]["name"], (p.get("status") or {}).get("phase"), is_ready(p))
+                for p in pods
+            ]
+            raise RuntimeError(f"{name} not rolled out to {version} in {within:g}s: {states}")
+        return took
+
+    def admin_port(self) -> int:
+        settings = json.loads((self.agent_dir / "agent.json").read_text())
+        return int(settings["envoy_admin_port"])
+
+    def envoy(self) -> psutil.Process | None:
+        for process in self.ctx.leftovers():
+            with contextlib.suppress(psutil.Error):
+                if Path(process.cmdline()[0]).name == "envoy":
+                    return process
+        return None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def envoy_hosts(admin_port: int, cluster: str) -> set[str]:
+    """`host:port` of every endpoint Envoy lists in `cluster` (its /clusters page)."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        text = (await http.get(f"http://127.0.0.1:{admin_port}/clusters")).text
+    return {
+        line.split("::")[1]
+        for line in text.splitlines()
+        if line.startswith(f"{cluster}::") and line.count("::") >= 3 and "::cx_active::" in line
+    }
