@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 import shoal
-from shoal.cli import apply, delete, describe, diff, events, get, logs, rollout, scale
+from shoal.cli import apply, delete, describe, diff, events, get, logs, rollout, scale, top
 from shoal.cli.context import (
     NamespaceOption,
     RootOptions,
@@ -55,6 +55,7 @@ app.command("scale")(scale.scale_command)
 app.command("events")(events.events_command)
 app.command("logs")(logs.logs_command)
 app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(top.top_app, name="top")
 
 
 def _mount_toggle_app() -> None:
