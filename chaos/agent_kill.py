@@ -32,7 +32,7 @@ TITLE = "agent kill -9 and restart"
 STATUS_LIMIT = 5.0
 
 
-def identity(pod: dict[str, Any]) -> tuple[int, float, int]:
+def identity(pod: dict[str, Any]) -> tuple[Any, Any, Any]:
     status = pod.get("status") or {}
     return status.get("pid"), status.get("processStartTime"), status.get("restartCount", 0)
 
