@@ -11,6 +11,7 @@ Route order matters: the first matching route wins, so header routes precede the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -130,9 +131,19 @@ class Mirror:
     shadow_header: tuple[str, str] | None = ("x-shoal-shadow", "1")
 
 
+# Test knob, never for production: "1" in the agent's environment turns Envoy's retries off,
+# so the chaos suite can show that its pod-kill scenario fails without them (a test of the
+# test, chaos/pod_kills.py). Read when a RetryPolicy is built, the one place it matters.
+DISABLE_RETRIES_VARIABLE = "SHOAL_TEST_DISABLE_RETRIES"
+
+
+def default_retries() -> int:
+    return 0 if os.environ.get(DISABLE_RETRIES_VARIABLE) == "1" else 2
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    num_retries: int = 2
+    num_retries: int = field(default_factory=default_retries)
     per_try_timeout_s: float | None = None  # None: one try may use the whole route timeout
     idempotent_methods: tuple[str, ...] = IDEMPOTENT_METHODS
     host_selection_attempts: int = 3  # tries to pick a host not tried before (previous_hosts)
