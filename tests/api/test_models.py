@@ -96,6 +96,17 @@ def test_bad_quantities_are_rejected(quantity: str) -> None:
     assert fields_of(doc) == {"spec.template.spec.resources.requests.cpu"}
 
 
+def test_a_request_above_its_limit_is_rejected() -> None:
+    doc = deployment()
+    doc["spec"]["template"]["spec"]["resources"] = {
+        "requests": {"cpu": "2", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "64Mi"},
+    }
+    assert fields_of(doc) == {"spec.template.spec.resources"}
+    doc["spec"]["template"]["spec"]["resources"]["requests"]["cpu"] = "500m"
+    Deployment.from_json(doc)  # equal is fine
+
+
 @pytest.mark.parametrize("value", [-1, "120%", "abc"])
 def test_bad_max_surge(value: Any) -> None:
     doc = deployment(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": value}})

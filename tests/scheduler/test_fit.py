@@ -92,3 +92,20 @@ def test_no_nodes() -> None:
 
 def test_ties_are_deterministic() -> None:
     assert schedule(pod(), [node("b"), node("a")], {}) == Scheduled("a")
+
+
+def test_a_limit_without_a_request_counts_as_the_request() -> None:
+    limited = Pod.from_json(
+        {
+            "kind": "Pod",
+            "metadata": {"name": "sandboxed"},
+            "spec": {
+                "command": ["x"],
+                "resources": {"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "1"}},
+            },
+        }
+    )
+    assert requests_of(limited) == (1000, 2**30)
+    decision = schedule(limited, [node("small", cpu="4", memory="512Mi")], {})
+    assert isinstance(decision, Unschedulable)
+    assert "insufficient memory" in decision.reason

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from shoal.api.base import ApiModel
 from shoal.api.meta import Condition, Resource
 from shoal.api.names import check_dns_label, check_env_name, check_labels
-from shoal.api.quantity import check_quantity
+from shoal.api.quantity import check_quantity, parse_bytes, parse_cpu_millis
 
 Quantity = Annotated[str, AfterValidator(check_quantity)]
 PortNumber = Annotated[int, Field(ge=1, le=65535)]
@@ -108,8 +108,21 @@ class ResourceList(ApiModel):
 
 
 class ResourceRequirements(ApiModel):
+    """`requests` are what the scheduler reserves on a node (a limit stands in for a missing
+    request); `limits` are what a sandbox enforces. A request above its limit is invalid."""
+
     requests: ResourceList = Field(default_factory=ResourceList)
     limits: ResourceList = Field(default_factory=ResourceList)
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        for name, parse in (("cpu", parse_cpu_millis), ("memory", parse_bytes)):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if request and limit and parse(request) > parse(limit):
+                raise ValueError(
+                    f"requests.{name} ({request}) must not be greater than limits.{name} ({limit})"
+                )
+        return self
 
 
 class PodSpec(ApiModel):

@@ -36,10 +36,13 @@ class Unschedulable:
 
 
 def requests_of(pod: Pod) -> tuple[int, int]:
-    """(cpu millicores, memory bytes) the pod requests."""
-    requests = pod.spec.resources.requests
-    cpu = parse_cpu_millis(requests.cpu) if requests.cpu else 0
-    memory = parse_bytes(requests.memory) if requests.memory else 0
+    """(cpu millicores, memory bytes) the pod requests. A resource with a limit and no request
+    requests its limit, as in Kubernetes: a sandbox enforces the limit, so the node must have it."""
+    resources = pod.spec.resources
+    cpu_text = resources.requests.cpu or resources.limits.cpu
+    memory_text = resources.requests.memory or resources.limits.memory
+    cpu = parse_cpu_millis(cpu_text) if cpu_text else 0
+    memory = parse_bytes(memory_text) if memory_text else 0
     return cpu, memory
 
 
