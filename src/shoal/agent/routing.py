@@ -1,6 +1,6 @@
 """What Envoy should route, computed from Services, Pods and Nodes: a pure function.
 
-Called by the agent runner whenever one of those changes; the result goes to `DataPlane`.
+Called by the agent runner (through the data plane's sync loop) whenever one of those changes.
 
 A pod's endpoint in a Service's cluster is, by the pod's state:
 
@@ -11,11 +11,16 @@ A pod's endpoint in a Service's cluster is, by the pod's state:
 
 `Membership` records, per pod uid, which clusters list it and how; the pod worker waits on
 Envoy's confirmation of exactly this before it calls a pod Ready or stops its process.
+
+Each Service is turned into Envoy resources by a `ServiceRouteBuilder`: `single_cluster` (one
+cluster over every selected pod) unless the caller passes another one, e.g. a strategy that
+splits a Service into per-revision clusters with weights. A builder gets the Service and the
+endpoints of the pods it selects, and returns its listener, its clusters and the placements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,7 +40,7 @@ from shoal.api.pod import Pod
 from shoal.api.service import Service
 
 EndpointState = Literal["serving", "draining"]
-SERVICE_CLUSTER = "all"  # revision slot of a Service's single cluster (per-version comes later)
+SERVICE_CLUSTER = "all"  # revision slot of a Service's single cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,35 @@ class Placement:
 
 
 Membership = dict[str, tuple[Placement, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class PodEndpoint:
+    """A pod a Service selects and may route to: where, and in which state."""
+
+    pod: Pod
+    uid: str
+    host: str
+    port: int
+    state: EndpointState
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.host, self.port, draining=self.state == "draining")
+
+    def placement(self, cluster: str) -> Placement:
+        return Placement(cluster, self.host, self.port, self.state)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRouting:
+    """What one Service contributes to the table."""
+
+    listener: ServiceListener
+    clusters: tuple[UpstreamCluster, ...]
+    placements: Mapping[str, tuple[Placement, ...]]  # pod uid -> its endpoints
+
+
+ServiceRouteBuilder = Callable[[Service, Sequence[PodEndpoint]], ServiceRouting]
 
 
 def endpoint_state(pod: Pod) -> EndpointState | None:
@@ -84,8 +118,50 @@ def node_addresses(nodes: Iterable[Node]) -> dict[str, str]:
     return {node.metadata.name: node.status.address for node in nodes}
 
 
+def pod_endpoints(
+    service: Service, pods: Iterable[Pod], addresses: Mapping[str, str]
+) -> list[PodEndpoint]:
+    """The routable pods of a Service, in a stable order (by host, port)."""
+    found: list[PodEndpoint] = []
+    for pod in pods:
+        state = endpoint_state(pod)
+        if state is None or not selects(service, pod):
+            continue
+        port = target_port(service, pod)
+        if port is None:
+            continue
+        host = addresses.get(pod.spec.node_name or "", "127.0.0.1")
+        found.append(PodEndpoint(pod, pod.metadata.uid or pod.metadata.name, host, port, state))
+    found.sort(key=lambda e: (e.host, e.port, e.uid))
+    return found
+
+
+def service_listener(service: Service, routes: tuple[Route, ...]) -> ServiceListener:
+    namespace = service.metadata.namespace or "default"
+    return ServiceListener(
+        name=listener_name(namespace, service.metadata.name),
+        port=service.spec.port,
+        routes=routes,
+        timeout_s=service.spec.timeout_seconds,
+    )
+
+
+def single_cluster(service: Service, endpoints: Sequence[PodEndpoint]) -> ServiceRouting:
+    """The default builder: one cluster over every routable pod, one catch-all route."""
+    namespace = service.metadata.namespace or "default"
+    cluster = cluster_name(namespace, service.metadata.name, SERVICE_CLUSTER)
+    return ServiceRouting(
+        listener=service_listener(service, (Route(Destination.single(cluster)),)),
+        clusters=(UpstreamCluster(cluster, tuple(e.endpoint() for e in endpoints)),),
+        placements={e.uid: (e.placement(cluster),) for e in endpoints},
+    )
+
+
 def build_routing(
-    services: Iterable[Service], pods: Iterable[Pod], addresses: Mapping[str, str]
+    services: Iterable[Service],
+    pods: Iterable[Pod],
+    addresses: Mapping[str, str],
+    builder: ServiceRouteBuilder = single_cluster,
 ) -> tuple[RoutingTable, Membership]:
     """The routing table for every Service, and where each pod appears in it."""
     placements: dict[str, list[Placement]] = {}
@@ -95,30 +171,13 @@ def build_routing(
     ports_taken: set[int] = set()
     for service in sorted(services, key=lambda s: (s.metadata.namespace or "", s.metadata.name)):
         if service.spec.port in ports_taken:
-            continue  # a second Service on one port: the first (by name) keeps it
+            continue  # a second Service on one port: the first (by namespace, name) keeps it
         ports_taken.add(service.spec.port)
-        namespace = service.metadata.namespace or "default"
-        cluster = cluster_name(namespace, service.metadata.name, SERVICE_CLUSTER)
-        endpoints: list[Endpoint] = []
-        for pod in pod_list:
-            state = endpoint_state(pod)
-            port = target_port(service, pod)
-            if state is None or port is None or not selects(service, pod):
-                continue
-            host = addresses.get(pod.spec.node_name or "", "127.0.0.1")
-            endpoints.append(Endpoint(host, port, draining=state == "draining"))
-            uid = pod.metadata.uid or pod.metadata.name
-            placements.setdefault(uid, []).append(Placement(cluster, host, port, state))
-        endpoints.sort(key=lambda e: (e.host, e.port))
-        clusters.append(UpstreamCluster(cluster, tuple(endpoints)))
-        listeners.append(
-            ServiceListener(
-                name=listener_name(namespace, service.metadata.name),
-                port=service.spec.port,
-                routes=(Route(Destination.single(cluster)),),
-                timeout_s=service.spec.timeout_seconds,
-            )
-        )
+        routing = builder(service, pod_endpoints(service, pod_list, addresses))
+        listeners.append(routing.listener)
+        clusters.extend(routing.clusters)
+        for uid, items in routing.placements.items():
+            placements.setdefault(uid, []).extend(items)
     table = RoutingTable(listeners=tuple(listeners), clusters=tuple(clusters))
     return table, {uid: tuple(items) for uid, items in placements.items()}
 

@@ -3,8 +3,10 @@
 `Agent.run(stop)` is called by `shoal agent` and by `shoal server` (the embedded agent); both
 talk to the API only through the client. On start it registers the Node, starts (or re-adopts)
 Envoy, waits for its caches, stops processes whose pods no longer exist, and then runs one
-`PodWorker` per pod bound here. Every change of Pods, Services or Nodes recomputes the routing
-table (a pure function) for the data plane.
+`PodWorker` per pod bound here. Every change of Pods, Services or Nodes invalidates the routing
+table, which the data plane recomputes (a pure function, `routing.build_routing`) and applies.
+Nothing is applied to Envoy before every cache is synced: a half-filled cache after a restart
+would otherwise withdraw endpoints that are serving.
 
 Shutdown has two flavours: `stop_pods=True` (SIGINT/SIGTERM of the process: every pod is
 stopped, then Envoy; nothing is left running) and `stop_pods=False` (the agent steps away and
@@ -23,16 +25,23 @@ from functools import partial
 from pathlib import Path
 
 from shoal.agent.dataplane import DataPlane
-from shoal.agent.drivers.base import Driver, StartError
+from shoal.agent.drivers.base import Driver, StartError, TaskHandle
 from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
+from shoal.agent.envoy import RoutingTable
 from shoal.agent.http import AgentHttp
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
-from shoal.agent.records import PodRecords
-from shoal.agent.routing import build_routing, node_addresses
+from shoal.agent.records import PodRecord, PodRecords
+from shoal.agent.routing import (
+    Membership,
+    ServiceRouteBuilder,
+    build_routing,
+    node_addresses,
+    single_cluster,
+)
 from shoal.agent.sandbox.availability import sandbox_available
-from shoal.agent.worker import AgentContext, DriverChoice, PodWorker
+from shoal.agent.worker import FINALIZER, AgentContext, DriverChoice, PodWorker
 from shoal.api.node import Node
 from shoal.api.pod import Pod
 from shoal.api.service import Service
@@ -43,6 +52,11 @@ from shoal.events import EventRecorder
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+RESYNC_SECONDS = 300.0
+NODE_SHUTDOWN_GRACE_CAP = 10.0
+# Test knob, never for production: "1" stops pods without waiting for Envoy to drain them, so
+# the zero-downtime tests can show that they fail without the drain (a test of the test).
+SKIP_DRAIN_VARIABLE = "SHOAL_TEST_SKIP_DRAIN"
 
 
 def free_port() -> int:
@@ -57,9 +71,8 @@ def agent_settings(data_dir: Path) -> dict[str, int]:
     path = data_dir / "agent.json"
     try:
         settings: dict[str, int] = json.loads(path.read_text())
-        if can_bind("127.0.0.1", settings["envoy_admin_port"]) or _listening(
-            settings["envoy_admin_port"]
-        ):
+        port = settings["envoy_admin_port"]
+        if can_bind("127.0.0.1", port) or _listening(port):
             return settings
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -74,17 +87,18 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def choose_driver_rule(sandbox_ok: bool, reason: str):  # type: ignore[no-untyped-def]
-    def choose(pod: Pod) -> str | StartError:
-        name = driver_name_for(pod.spec.isolation)
-        if name == "sandbox" and not sandbox_ok:
-            return StartError(
-                "SandboxUnavailable",
-                f"{reason}; set spec.template.spec.isolation: none to run without a sandbox",
-            )
-        return name
+def choose_driver_rule(sandbox_ok: bool, reason: str) -> partial[str | StartError]:
+    return partial(_choose_driver, sandbox_ok, reason)
 
-    return choose
+
+def _choose_driver(sandbox_ok: bool, reason: str, pod: Pod) -> str | StartError:
+    name = driver_name_for(pod.spec.isolation)
+    if name == "sandbox" and not sandbox_ok:
+        return StartError(
+            "SandboxUnavailable",
+            f"{reason}; set spec.template.spec.isolation: none to run without a sandbox",
+        )
+    return name
 
 
 class Agent:
@@ -99,21 +113,24 @@ class Agent:
         drain_timeout: float = 30.0,
     ) -> None:
         self.client = client
-        self.server_url = server_url
         self.node_name = node_name
         self.data_dir = data_dir
-        self.address = address
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o755)  # sandboxed pods (other uids) must reach their own dirs below
         settings = agent_settings(data_dir)
+        # Swappable: a rollout strategy may split a Service into per-revision clusters.
+        self.route_builder: ServiceRouteBuilder = single_cluster
         self.dataplane = DataPlane(
-            data_dir / "envoy", node_name=node_name, admin_port=settings["envoy_admin_port"]
+            data_dir / "envoy",
+            node_name=node_name,
+            admin_port=settings["envoy_admin_port"],
+            source=self.compute_routing,
         )
-        self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=60)
-        self.services: Informer[Service] = Informer(client, Service, resync_seconds=60)
-        self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=60)
+        self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
+        self.services: Informer[Service] = Informer(client, Service, resync_seconds=RESYNC_SECONDS)
+        self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=RESYNC_SECONDS)
         self.recorder = EventRecorder(client, "agent", host=node_name)
-        self.sandbox_ok, self.sandbox_reason = sandbox_available()
+        self.sandbox_ok, sandbox_reason = sandbox_available()
         drivers: dict[str, Driver] = {"process": ProcessDriver()}
         if self.sandbox_ok:
             drivers["sandbox"] = SandboxDriver(
@@ -125,7 +142,7 @@ class Agent:
             server_url=server_url,
             data_dir=data_dir,
             dataplane=self.dataplane,
-            drivers=DriverChoice(drivers, choose_driver_rule(self.sandbox_ok, self.sandbox_reason)),
+            drivers=DriverChoice(drivers, choose_driver_rule(self.sandbox_ok, sandbox_reason)),
             ports=PortAllocator(),
             records=PodRecords(data_dir / "records"),
             recorder=self.recorder,
@@ -134,6 +151,7 @@ class Agent:
             routing_changed=self.routing_changed,
             address=address,
             drain_timeout=drain_timeout,
+            drain_before_stop=os.environ.get(SKIP_DRAIN_VARIABLE) != "1",
         )
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
@@ -148,20 +166,29 @@ class Agent:
             features=["sandbox"] if self.sandbox_ok else [],
         )  # fmt: skip
         self.ready = asyncio.Event()
+        self._addresses: dict[str, str] = {}
 
     # -- routing --------------------------------------------------------------------------------
-    def routing_changed(self) -> None:
-        table, membership = build_routing(
-            self.services.items(), self.pods.items(), node_addresses(self.nodes.items())
+    def compute_routing(self) -> tuple[RoutingTable, Membership]:
+        return build_routing(
+            self.services.items(), self.pods.items(), self._addresses, self.route_builder
         )
-        self.dataplane.update(table, membership)
+
+    def routing_changed(self) -> None:
+        if self.ready.is_set():
+            self.dataplane.invalidate()
+
+    def _on_node(self, _kind: EventKind, _node: Node) -> None:
+        addresses = node_addresses(self.nodes.items())
+        if addresses != self._addresses:  # heartbeats change nothing that routes
+            self._addresses = addresses
+            self.routing_changed()
 
     # -- pods -----------------------------------------------------------------------------------
     def _on_pod(self, kind: EventKind, pod: Pod) -> None:
         self.routing_changed()
-        if pod.spec.node_name != self.node_name or not self.ready.is_set():
-            return
-        self._feed(kind, pod)
+        if pod.spec.node_name == self.node_name and self.ready.is_set():
+            self._feed(kind, pod)
 
     def _feed(self, kind: EventKind, pod: Pod) -> None:
         uid = pod.metadata.uid or ""
@@ -170,19 +197,20 @@ class Agent:
             if worker is not None:
                 worker.vanish()
             return
-        if worker is None:
-            if pod.metadata.deletion_timestamp is not None and not self._has_record(uid):
-                return  # being deleted before it ever ran here: nothing to stop
-            worker = PodWorker(self.context, pod)
-            self.workers[uid] = worker
-            task = asyncio.create_task(worker.run(), name=f"pod-{pod.metadata.name}")
-            self.tasks[uid] = task
-            task.add_done_callback(partial(self._worker_done, uid))
-        else:
+        if worker is not None:
             worker.update(pod)
-
-    def _has_record(self, uid: str) -> bool:
-        return self.context.records.load(uid) is not None
+            return
+        if (
+            pod.metadata.deletion_timestamp is not None
+            and FINALIZER not in pod.metadata.finalizers
+            and self.context.records.load(uid) is None
+        ):
+            return  # being deleted before it ever ran here: nothing to stop
+        worker = PodWorker(self.context, pod)
+        self.workers[uid] = worker
+        task = asyncio.create_task(worker.run(), name=f"pod-{pod.metadata.name}")
+        self.tasks[uid] = task
+        task.add_done_callback(partial(self._worker_done, uid))
 
     def _worker_done(self, uid: str, _task: asyncio.Task[None]) -> None:
         self.workers.pop(uid, None)
@@ -193,14 +221,23 @@ class Agent:
         away): stop them, so nothing runs that nobody asked for."""
         known = {pod.metadata.uid for pod in self.pods.items()}
         for record in self.context.records.all():
-            if record.uid in known or record.handle is None:
-                continue
-            driver = self.context.drivers.by_name(record.handle.driver)
-            recovered = await driver.recover(record.handle)
-            if not isinstance(recovered, StartError) and hasattr(recovered, "pid"):
+            if record.uid not in known:
                 log.warning("stopping orphaned process of %s/%s", record.namespace, record.name)
-                await driver.stop(recovered, 5.0)  # type: ignore[arg-type]
-            self.context.records.remove(record.uid)
+                await self._stop_record(record)
+
+    async def _stop_record(self, record: PodRecord) -> None:
+        """Stop a recorded process (re-adopting it first if no worker holds it)."""
+        if record.handle is not None:
+            driver = self.context.drivers.by_name(record.handle.driver)
+            pod = next((p for p in self.pods.items() if p.metadata.uid == record.uid), None)
+            grace = pod.spec.termination_grace_period_seconds if pod else 5.0
+            try:
+                recovered = await driver.recover(record.handle)
+                if isinstance(recovered, TaskHandle):
+                    await driver.stop(recovered, min(grace, NODE_SHUTDOWN_GRACE_CAP))
+            except Exception:  # keep stopping the others
+                log.exception("could not stop %s/%s", record.namespace, record.name)
+        self.context.records.remove(record.uid)
 
     # -- life -------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, stop_pods: bool = True) -> None:
@@ -208,38 +245,31 @@ class Agent:
         await self.http.start()
         self.registration.agent_port = self.http.port
         await self.registration.register()
-        informer_stop = asyncio.Event()
         self.pods.add_handler(self._on_pod)
-        self.services.add_handler(lambda _k, _s: self.routing_changed())
-        self.nodes.add_handler(lambda _k, _n: self.routing_changed())
-        background = [
-            asyncio.create_task(informer.run(informer_stop))
-            for informer in (self.pods, self.services, self.nodes)
-        ]
-        sync_stop = asyncio.Event()
-        background.append(asyncio.create_task(self.dataplane.run(sync_stop)))
-        background.append(asyncio.create_task(self._heartbeats(informer_stop)))
+        self.services.add_handler(lambda _kind, _service: self.routing_changed())
+        self.nodes.add_handler(self._on_node)
+        background_stop = asyncio.Event()
+        informers = (self.pods, self.services, self.nodes)
+        background = [asyncio.create_task(informer.run(background_stop)) for informer in informers]
+        background.append(asyncio.create_task(self.dataplane.run(background_stop)))
+        background.append(asyncio.create_task(self._heartbeats(background_stop)))
         try:
-            for informer in (self.pods, self.services, self.nodes):
+            for informer in informers:
                 await informer.synced.wait()
-            self.routing_changed()
+            self._addresses = node_addresses(self.nodes.items())
             await self._stop_orphans()
             self.ready.set()
+            self.routing_changed()
             for pod in self.pods.items():
                 if pod.spec.node_name == self.node_name:
                     self._feed("ADDED", pod)
             log.info("agent %s ready (envoy admin %s)", self.node_name, self.dataplane.admin_port)
             await stop.wait()
         finally:
+            await self._cancel_workers()
             if stop_pods:
-                await self._stop_all_pods()
-            for task in list(self.tasks.values()):
-                task.cancel()
-            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-            informer_stop.set()
-            sync_stop.set()
-            for task in background:
-                task.cancel()
+                await asyncio.gather(*map(self._stop_record, self.context.records.all()))
+            background_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.flush(), 2.0)
@@ -249,25 +279,10 @@ class Agent:
                 await self.dataplane.detach()
             await self.http.stop()
 
-    async def _stop_all_pods(self) -> None:
-        """Graceful node shutdown: every pod's process is stopped (preStop, SIGTERM, grace)."""
+    async def _cancel_workers(self) -> None:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        stops = []
-        for record in self.context.records.all():
-            if record.handle is None:
-                continue
-            driver = self.context.drivers.by_name(record.handle.driver)
-            stops.append(self._stop_record(driver, record.handle))
-        await asyncio.gather(*stops, return_exceptions=True)
-
-    async def _stop_record(self, driver: Driver, handle) -> None:  # type: ignore[no-untyped-def]
-        with contextlib.suppress(Exception):
-            pod = next((p for p in self.pods.items() if p.metadata.uid == handle.pod_uid), None)
-            grace = pod.spec.termination_grace_period_seconds if pod else 5.0
-            await driver.stop(handle, min(grace, 10.0))
-        self.context.records.remove(handle.pod_uid)
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -1,7 +1,8 @@
 """One pod's life on this node: start, probe, restart, and the graceful stop path.
 
 The agent runner creates a `PodWorker` per pod bound to this node and feeds it every new
-version of the pod. The worker owns the pod's status (the agent is its only writer).
+version of the pod. The worker owns the pod's status (the agent is its only writer); each
+change is one of the pure transitions of `podstatus`.
 
     ┌──────── ensure finalizer ────────┐
     v                                  │
@@ -14,7 +15,9 @@ version of the pod. The worker owns the pod's status (the agent is its only writ
 
 Ready has one meaning: the readiness probe passes AND Envoy confirmed it routes to the pod
 (when a Service selects it). The Deployment controller therefore never drains an old pod
-before its replacement takes traffic.
+before its replacement takes traffic. A liveness kill first takes the pod out of Envoy too.
+After an agent restart the worker re-adopts the recorded process (pid + start time) and goes
+on supervising it: no new start, restartCount unchanged.
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from shoal.agent import podstatus
 from shoal.agent.dataplane import DataPlane
 from shoal.agent.drivers.base import Driver, ExitStatus, ProcessSpec, StartError, TaskHandle
 from shoal.agent.exec_action import ExecContext
-from shoal.agent.lifecycle import stop_pod
+from shoal.agent.lifecycle import StopOutcome, stop_pod
 from shoal.agent.logs import PodLogs
 from shoal.agent.podprocess import (
     assign_ports,
@@ -41,15 +44,14 @@ from shoal.agent.podprocess import (
     pod_limits,
     port_names_to_allocate,
 )
+from shoal.agent.podwrites import PodWrites
 from shoal.agent.ports import PortAllocator, PortsExhaustedError
 from shoal.agent.probe_checks import ProbeTarget
 from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord, PodRecords
 from shoal.agent.restarts import RestartHistory, next_restart
 from shoal.agent.routing import is_selected
-from shoal.api.errors import ApiError, Conflict, NotFound
-from shoal.api.meta import Condition, set_condition
-from shoal.api.pod import ContainerStateTerminated, Pod, PodStatus
+from shoal.api.pod import Pod, PodStatus
 from shoal.api.service import Service
 from shoal.client import AsyncClient
 from shoal.controllers.informer import Informer
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "shoal.dev/process"
 READY_CONFIRM_TIMEOUT = 30.0
+UNHEALTHY_DRAIN_SECONDS = 5.0  # a liveness kill waits this long at most for Envoy to let go
+Run = tuple[Driver, TaskHandle]
 
 
 class DriverChoice:
@@ -94,32 +98,13 @@ class AgentContext:
     routing_changed: Callable[[], None]
     address: str = "127.0.0.1"
     drain_timeout: float = 30.0
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _condition(status: PodStatus, type_: str, value: bool, reason: str | None = None) -> None:
-    new = Condition(type=type_, status="True" if value else "False", reason=reason)
-    status.conditions = set_condition(status.conditions, new, _now())
-
-
-def _terminated(exit: ExitStatus) -> ContainerStateTerminated:
-    return ContainerStateTerminated(
-        exit_code=exit.exit_code,
-        signal=exit.signal,
-        reason=exit.reason,
-        message=exit.message,
-        started_at=datetime.fromtimestamp(exit.started_at, UTC),
-        finished_at=datetime.fromtimestamp(exit.finished_at, UTC),
-    )
+    drain_before_stop: bool = True  # False only as a test knob (see runner.SKIP_DRAIN_VARIABLE)
 
 
 class PodWorker:
     def __init__(self, ctx: AgentContext, pod: Pod) -> None:
         self.ctx = ctx
-        self.pod = pod
+        self.writes = PodWrites(ctx.client, ctx.pods, pod, self._written)
         self.uid = pod.metadata.uid or ""
         self.namespace = pod.metadata.namespace or "default"
         self.name = pod.metadata.name
@@ -133,8 +118,12 @@ class PodWorker:
         self.update(pod)
 
     # -- feeding ------------------------------------------------------------------------------
+    @property
+    def pod(self) -> Pod:
+        return self.writes.latest()
+
     def update(self, pod: Pod) -> None:
-        self.pod = pod
+        self.writes.pod = pod
         if pod.metadata.deletion_timestamp is not None:
             self.deleting.set()
 
@@ -155,95 +144,83 @@ class PodWorker:
     async def _live(self) -> None:
         record = self.ctx.records.load(self.uid) or PodRecord(self.uid, self.namespace, self.name)
         history = RestartHistory(restart_count=self.pod.status.restart_count)
-        driver: Driver | None = None
-        handle: TaskHandle | None = None
-        last_exit: ExitStatus | None = None
-        adopted = False
-        if record.handle is not None:
-            driver = self.ctx.drivers.by_name(record.handle.driver)
-            self.ctx.ports.restore(self.uid, record.ports)
-            recovered = await driver.recover(record.handle)
-            if isinstance(recovered, TaskHandle):
-                handle, adopted = recovered, True
-            else:
-                last_exit = recovered
-                record.handle = None
-        if handle is None and self.deleting.is_set():
+        run, last_exit = await self._adopt(record)
+        start_failed = False  # the last attempt failed to start (vs a run that ended)
+        if run is None and (self.deleting.is_set() or not await self._set_finalizer(True)):
             await self._finish()
             return
-        if handle is None and not await self._set_finalizer(present=True):
-            return
         while not self.deleting.is_set():
-            if handle is None:
+            if run is None:
                 if last_exit is not None:
                     decision = next_restart(
                         self.pod.spec.restart_policy, last_exit, history, time.time()
                     )
                     if not decision.restart:
-                        await self._write_status(partial(self._terminal, phase=decision.phase))
+                        finished = partial(podstatus.finished, phase=decision.phase)
+                        await self._write_status(partial(finished, message=decision.message))
                         await self.deleting.wait()
                         break
                     history = decision.history
-                    await self._write_status(partial(self._waiting, message=decision.message))
+                    reason = last_exit.reason if start_failed else podstatus.CRASH_LOOP
+                    waiting = partial(podstatus.waiting, reason=reason, message=decision.message)
+                    await self._write_status(waiting)
                     if await self._sleep_unless_deleting(decision.delay_seconds):
                         break
                     self.logs.new_run()
                 started = await self._start(record, history)
+                start_failed = isinstance(started, ExitStatus)
                 if isinstance(started, ExitStatus):
                     last_exit = started
                     continue
-                driver, handle = started
-            assert driver is not None
-            exit = await self._supervise(driver, handle, adopted)
-            adopted = False
+                run = started
+            exit = await self._supervise(*run)
             if exit is None:
-                break
-            last_exit, handle = exit, None
+                break  # being deleted; the process still runs
+            last_exit, run = exit, None
             record.handle = None
             self.ctx.records.save(record)
-        if handle is not None and driver is not None:
-            await self._stop(driver, handle)
+        if run is not None:
+            await self._stop(*run)
         await self._finish()
 
-    async def _start(
-        self, record: PodRecord, history: RestartHistory
-    ) -> tuple[Driver, TaskHandle] | ExitStatus:
+    async def _adopt(self, record: PodRecord) -> tuple[Run | None, ExitStatus | None]:
+        """Re-adopt the process an earlier agent recorded, if it is still the same process."""
+        if record.handle is None:
+            return None, None
+        driver = self.ctx.drivers.by_name(record.handle.driver)
+        self.ctx.ports.restore(self.uid, record.ports)
+        recovered = await driver.recover(record.handle)
+        if isinstance(recovered, TaskHandle):
+            log.info("pod %s/%s: re-adopted pid %s", self.namespace, self.name, recovered.pid)
+            return (driver, recovered), None
+        record.handle = None
+        self.ctx.records.save(record)
+        await self._record_exit(recovered)
+        return None, recovered
+
+    async def _start(self, record: PodRecord, history: RestartHistory) -> Run | ExitStatus:
         pod = self.pod
-        now = time.time()
+        began = time.time()
         chosen = self.ctx.drivers.for_pod(pod)
         try:
             allocated = self.ctx.ports.allocate(self.uid, port_names_to_allocate(pod.spec))
         except PortsExhaustedError as error:
-            chosen = StartError("PortsExhausted", str(error))
-            allocated = {}
+            chosen, allocated = StartError("PortsExhausted", str(error)), {}
         ports, primary = assign_ports(pod.spec, allocated)
         spec = self._process_spec(ports, primary)
         started = chosen if isinstance(chosen, StartError) else await chosen.start(spec)
         if isinstance(started, StartError):
             self.ctx.recorder.record(pod, "Warning", started.reason, started.message)
-            failure = ExitStatus(None, None, started.reason, now, time.time(), started.message)
-            await self._write_status(lambda s: self._start_failed(s, failure))
+            failure = ExitStatus(None, None, started.reason, began, time.time(), started.message)
+            await self._write_status(lambda s: podstatus.start_failed(s, failure))
             return failure
         assert not isinstance(chosen, StartError)
         record.handle, record.ports = started, ports
         record.restart_count = history.restart_count
         self.ctx.records.save(record)
-
-        def running(status: PodStatus) -> None:
-            status.phase = "Running"
-            status.pid = started.pid
-            status.process_start_time = started.create_time
-            status.host_ports = dict(ports)
-            status.host_port = primary
-            status.host_ip = self.ctx.address
-            status.start_time = status.start_time or _now()
-            status.restart_count = history.restart_count
-            status.reason = status.message = None
-            status.ready = False
-            _condition(status, "ContainersReady", False, "Starting")
-            _condition(status, "Ready", False, "Starting")
-
-        await self._write_status(running)
+        running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
+        address, count = self.ctx.address, history.restart_count
+        await self._write_status(partial(running, address=address, restart_count=count))
         self.ctx.recorder.record(pod, "Normal", "Started", f"started pid {started.pid}")
         return chosen, started
 
@@ -269,22 +246,21 @@ class PodWorker:
             owner=owner_name(pod),
         )
 
-    async def _supervise(
-        self, driver: Driver, handle: TaskHandle, adopted: bool
-    ) -> ExitStatus | None:
+    def _current_spec(self) -> ProcessSpec:
+        record = self.ctx.records.load(self.uid)
+        ports = record.ports if record is not None else self.ctx.ports.ports_of(self.uid)
+        return self._process_spec(ports, self.pod.status.host_port)
+
+    async def _supervise(self, driver: Driver, handle: TaskHandle) -> ExitStatus | None:
         """Watch one run until it exits (its ExitStatus), a probe kills it, or the pod is
         being deleted (None: the process is still running and must be stopped)."""
-        ports = self.ctx.ports.ports_of(self.uid)
-        record = self.ctx.records.load(self.uid)
-        if record is not None:
-            ports = record.ports
-        spec = self._process_spec(ports, self.pod.status.host_port)
+        spec = self._current_spec()
         self._kill.clear()
         prober = PodProber(
             startup=self.pod.spec.startup_probe,
             readiness=self.pod.spec.readiness_probe,
             liveness=self.pod.spec.liveness_probe,
-            target=ProbeTarget(ExecContext.for_spec(spec), ports),
+            target=ProbeTarget(ExecContext.for_spec(spec), dict(spec.ports)),
             on_event=self._on_probe,
         )
         self._prober = prober
@@ -299,36 +275,42 @@ class PodWorker:
             deleting.cancel()
         if waiting.done():
             exit = waiting.result()
-            await self._end_run(prober)
+            await self._end_run()
             await driver.stop(handle, 0)  # releases the driver's hold on the finished task
             await self._record_exit(exit)
             return exit
-        if self._kill.is_set():
-            waiting.cancel()
-            await self._end_run(prober)
-            outcome = await stop_pod(
-                driver,
-                handle,
-                grace_seconds=self.pod.spec.termination_grace_period_seconds,
-                pre_stop=self.pod.spec.lifecycle.pre_stop if self.pod.spec.lifecycle else None,
-                context=ExecContext.for_spec(spec),
-            )
-            exit = ExitStatus(
-                outcome.exit.exit_code,
-                outcome.exit.signal,
-                "Unhealthy",
-                outcome.exit.started_at,
-                outcome.exit.finished_at,
-                self._kill_reason,
-            )
-            await self._record_exit(exit)
-            return exit
         waiting.cancel()
-        return None
+        if not self._kill.is_set():
+            return None
+        await self._end_run()
+        reason = self._kill_reason
+        await self._write_status(lambda s: podstatus.not_ready(s, "Unhealthy"))
+        if self.ctx.drain_before_stop:
+            await self.ctx.dataplane.drain(self.uid, UNHEALTHY_DRAIN_SECONDS)
+        outcome = await self._stop_process(driver, handle, spec)
+        ended = outcome.exit
+        exit = ExitStatus(
+            ended.exit_code, ended.signal, "Unhealthy", ended.started_at, ended.finished_at, reason
+        )
+        await self._record_exit(exit)
+        return exit
 
-    async def _end_run(self, prober: PodProber) -> None:
-        await prober.stop()
-        self._prober = None
+    async def _stop_process(
+        self, driver: Driver, handle: TaskHandle, spec: ProcessSpec
+    ) -> StopOutcome:
+        lifecycle = self.pod.spec.lifecycle
+        return await stop_pod(
+            driver,
+            handle,
+            grace_seconds=self.pod.spec.termination_grace_period_seconds,
+            pre_stop=lifecycle.pre_stop if lifecycle else None,
+            context=ExecContext.for_spec(spec),
+        )
+
+    async def _end_run(self) -> None:
+        if self._prober is not None:
+            await self._prober.stop()
+            self._prober = None
         if self._ready_task is not None:
             self._ready_task.cancel()
             self._ready_task = None
@@ -340,15 +322,7 @@ class PodWorker:
             self.ctx.recorder.record(
                 self.pod, "Warning", exit.reason or "Exited", f"process ended ({what}){detail}"
             )
-
-        def ended(status: PodStatus) -> None:
-            status.ready = False
-            status.pid = None
-            status.last_state = _terminated(exit)
-            _condition(status, "ContainersReady", False, exit.reason)
-            _condition(status, "Ready", False, exit.reason)
-
-        await self._write_status(ended)
+        await self._write_status(lambda s: podstatus.exited(s, exit))
 
     async def _on_probe(self, event: ProbeEvent) -> None:
         if event.kind in ("liveness", "startup") and not event.success:
@@ -359,7 +333,10 @@ class PodWorker:
         if event.kind != "readiness":
             return
         if event.success:
-            await self._write_status(lambda s: _condition(s, "ContainersReady", True))
+            if not is_selected(self.ctx.services.items(), self.pod):
+                await self._write_status(podstatus.ready)  # nothing to wait for in Envoy
+                return
+            await self._write_status(podstatus.containers_ready)
             if self._ready_task is None or self._ready_task.done():
                 self._ready_task = asyncio.create_task(self._become_ready())
             return
@@ -367,13 +344,7 @@ class PodWorker:
         if self._ready_task is not None:
             self._ready_task.cancel()
             self._ready_task = None
-
-        def not_ready(status: PodStatus) -> None:
-            status.ready = False
-            _condition(status, "ContainersReady", False, "ReadinessProbeFailed")
-            _condition(status, "Ready", False, "ReadinessProbeFailed")
-
-        await self._write_status(not_ready)
+        await self._write_status(lambda s: podstatus.not_ready(s, "ReadinessProbeFailed"))
 
     async def _become_ready(self) -> None:
         """Ready only once Envoy routes to the pod (or no Service selects it)."""
@@ -386,135 +357,41 @@ class PodWorker:
             self.ctx.recorder.record(self.pod, "Warning", "NotInEnvoy", reason)
         if self.deleting.is_set() or self._prober is None or not self._prober.ready:
             return
-
-        def ready(status: PodStatus) -> None:
-            status.ready = True
-            _condition(status, "Ready", True)
-
-        await self._write_status(ready)
+        await self._write_status(podstatus.ready)
 
     async def _stop(self, driver: Driver, handle: TaskHandle) -> None:
         """The stop path: out of Envoy (confirmed), drained, preStop, SIGTERM, SIGKILL."""
-        self.ctx.routing_changed()
-        if not await self.ctx.dataplane.drain(self.uid, self.ctx.drain_timeout):
+        timeout = self.ctx.drain_timeout
+        if self.ctx.drain_before_stop and not await self.ctx.dataplane.drain(self.uid, timeout):
             self.ctx.recorder.record(
                 self.pod, "Warning", "DrainTimeout",
-                f"requests still in flight after {self.ctx.drain_timeout:g}s; stopping anyway",
+                f"requests still in flight after {timeout:g}s; stopping anyway",
             )  # fmt: skip
-        if self._prober is not None:
-            await self._end_run(self._prober)
-        ports = self.ctx.ports.ports_of(self.uid)
-        spec = self._process_spec(ports, self.pod.status.host_port)
-        outcome = await stop_pod(
-            driver,
-            handle,
-            grace_seconds=self.pod.spec.termination_grace_period_seconds,
-            pre_stop=self.pod.spec.lifecycle.pre_stop if self.pod.spec.lifecycle else None,
-            context=ExecContext.for_spec(spec),
-        )
+        await self._end_run()
+        outcome = await self._stop_process(driver, handle, self._current_spec())
         self.ctx.recorder.record(self.pod, "Normal", "Killing", "stopped the pod's process")
-
-        def stopped(status: PodStatus) -> None:
-            status.ready = False
-            status.pid = None
-            status.phase = "Succeeded" if outcome.exit.succeeded else "Failed"
-            status.last_state = _terminated(outcome.exit)
-            _condition(status, "ContainersReady", False, "Terminated")
-            _condition(status, "Ready", False, "Terminated")
-
-        await self._write_status(stopped)
+        await self._write_status(lambda s: podstatus.stopped(s, outcome.exit))
 
     async def _finish(self) -> None:
         self.ctx.ports.release(self.uid)
         self.ctx.records.remove(self.uid)
         if not self.vanished:
-            await self._set_finalizer(present=False)
+            await self._set_finalizer(False)
         self.logs.remove()
 
-    # -- status helpers ---------------------------------------------------------------------
-    @staticmethod
-    def _terminal(status: PodStatus, phase: str) -> None:
-        status.phase = "Succeeded" if phase == "Succeeded" else "Failed"
-        status.ready = False
-
-    @staticmethod
-    def _waiting(status: PodStatus, message: str) -> None:
-        status.reason = "CrashLoopBackOff"
-        status.message = message
-        status.ready = False
-
-    @staticmethod
-    def _start_failed(status: PodStatus, failure: ExitStatus) -> None:
-        status.reason = failure.reason
-        status.message = failure.message
-        status.ready = False
-        status.last_state = _terminated(failure)
-        _condition(status, "ContainersReady", False, failure.reason)
-        _condition(status, "Ready", False, failure.reason)
-
+    # -- helpers --------------------------------------------------------------------------------
     async def _sleep_unless_deleting(self, seconds: float) -> bool:
         """Sleep; True when the pod started being deleted meanwhile."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.deleting.wait(), max(seconds, 0.0))
         return self.deleting.is_set()
 
-    def _latest(self) -> Pod:
-        cached = self.ctx.pods.get(self.namespace, self.name)
-        if cached is not None and cached.metadata.uid == self.uid:
-            self.pod = cached
-        return self.pod
-
     async def _write_status(self, mutate: Callable[[PodStatus], None]) -> None:
-        """Read-modify-write of the pod's status; retried on conflict, dropped if gone."""
-        for _ in range(10):
-            pod = self._latest()
-            status = pod.status.model_copy(deep=True)
-            mutate(status)
-            if status == pod.status:
-                return
-            try:
-                updated = await self.ctx.client.update_status(
-                    pod.model_copy(update={"status": status})
-                )
-            except Conflict:
-                await self._refresh()
-                continue
-            except NotFound:
-                return
-            except ApiError as error:
-                log.warning("pod %s/%s: status not written: %s", self.namespace, self.name, error)
-                return
-            self.ctx.pods.remember(updated)
-            self.pod = updated
-            self.ctx.routing_changed()
-            return
+        await self.writes.status(mutate)
 
-    async def _refresh(self) -> None:
-        with contextlib.suppress(NotFound):
-            fresh = await self.ctx.client.get(Pod, self.name, self.namespace)
-            if fresh.metadata.uid == self.uid:
-                self.ctx.pods.remember(fresh)
-                self.pod = fresh
+    async def _set_finalizer(self, present: bool) -> bool:
+        return await self.writes.finalizer(FINALIZER, present)
 
-    async def _set_finalizer(self, *, present: bool) -> bool:
-        """Add or remove our finalizer; False when the pod is gone."""
-        for _ in range(10):
-            pod = self._latest()
-            has = FINALIZER in pod.metadata.finalizers
-            if has == present:
-                return True
-            finalizers = [f for f in pod.metadata.finalizers if f != FINALIZER]
-            if present:
-                finalizers.append(FINALIZER)
-            meta = pod.metadata.model_copy(update={"finalizers": finalizers})
-            try:
-                updated = await self.ctx.client.update(pod.model_copy(update={"metadata": meta}))
-            except Conflict:
-                await self._refresh()
-                continue
-            except NotFound:
-                return False
-            self.ctx.pods.remember(updated)
-            self.pod = updated
-            return True
-        return False
+    def _written(self, pod: Pod) -> None:
+        self.update(pod)
+        self.ctx.routing_changed()
