@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -27,6 +28,6 @@ async def run(server: str, data_dir: Path, node_name: str | None = None) -> None
     async with AsyncClient(server) as client:
         agent = Agent(
             client, server_url=server, node_name=node_name or default_node_name(),
-            data_dir=Path(data_dir).resolve(),
+            data_dir=Path(os.path.abspath(data_dir)),  # noqa: ASYNC240 - once, at start
         )  # fmt: skip
         await agent.run(stop)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 from shoal.agent.runner import Agent, default_node_name
@@ -27,6 +29,12 @@ from shoal.server.toggles_routes import toggles_router
 from shoal.store.sqlite import SqliteStore
 
 log = logging.getLogger("shoal.server")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONTROLLERS_STOP_SECONDS = 10.0
+
+
+class ListenError(RuntimeError):
+    """The API could not listen where it was asked to."""
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -34,6 +42,29 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
     return host, int(port)
+
+
+def server_url(listen: str) -> str:
+    host, port = parse_listen(listen)
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+async def _start_api(store: SqliteStore, listen: str) -> asyncio.Task[None]:
+    host, port = parse_listen(listen)
+    ready = asyncio.Event()
+    api = asyncio.create_task(
+        serve_api(store, host, port, extra_routers=[toggles_router(), pods_router()], ready=ready)
+    )
+    waiter = asyncio.ensure_future(ready.wait())
+    await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if api.done():
+        try:
+            api.result()
+        except BaseException as error:  # uvicorn exits with SystemExit on a bind error
+            raise ListenError(f"cannot listen on {listen}: {error!r}") from None
+        raise ListenError(f"the API stopped before listening on {listen}")
+    return api
 
 
 async def serve(
@@ -45,47 +76,37 @@ async def serve(
     node_name: str | None = None,
     started: asyncio.Event | None = None,
 ) -> None:
-    """Run until `stop` is set, then shut down gracefully."""
-    host, port = parse_listen(listen)
-    data_dir = data_dir.resolve()
+    """Run until `stop` is set, then shut down gracefully. Raises ListenError at start."""
+    data_dir = Path(os.path.abspath(data_dir))  # noqa: ASYNC240 - once, at start
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(data_dir / "shoal.db")
-    api_ready = asyncio.Event()
-    api = asyncio.create_task(
-        serve_api(
-            store, host, port, extra_routers=[toggles_router(), pods_router()], ready=api_ready
-        )
-    )
-    done, _ = await asyncio.wait(
-        {api, asyncio.ensure_future(api_ready.wait())}, return_when=asyncio.FIRST_COMPLETED
-    )
-    if api in done:
+    try:
+        api = await _start_api(store, listen)
+    except ListenError:
         await store.close()
-        api.result()  # raises the bind error
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        raise
+    url = server_url(listen)
     client = AsyncClient(url)
     parts_stop = asyncio.Event()
     controllers = asyncio.create_task(run_controllers(client, stop=parts_stop))
-    agent_task: asyncio.Task[None] | None = None
     agent_stop = asyncio.Event()
+    agent_task: asyncio.Task[None] | None = None
     if agent:
         runner = Agent(
-            client,
-            server_url=url,
-            node_name=node_name or default_node_name(),
+            client, server_url=url, node_name=node_name or default_node_name(),
             data_dir=data_dir / "agent",
-        )
+        )  # fmt: skip
         agent_task = asyncio.create_task(runner.run(agent_stop))
     log.info("shoal server listening on %s (data dir %s)", url, data_dir)
     if started is not None:
         started.set()
     try:
-        waiters = {asyncio.ensure_future(stop.wait()), api, controllers}
-        if agent_task is not None:
-            waiters.add(agent_task)
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not api and task.done() and task.exception() is not None:
+        parts = {api, controllers} | ({agent_task} if agent_task else set())
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait(parts | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done & parts:
+            if not task.cancelled() and task.exception() is not None:
                 log.error("a server component failed: %r", task.exception())
     finally:
         agent_stop.set()
@@ -94,7 +115,7 @@ async def serve(
                 await agent_task
         parts_stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(controllers, 10)
+            await asyncio.wait_for(controllers, CONTROLLERS_STOP_SECONDS)
         await client.close()
         api.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -102,16 +123,26 @@ async def serve(
         await store.close()
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+
 async def run(
     data_dir: Path, listen: str, *, agent: bool = True, node_name: str | None = None
 ) -> None:
     """Entry point of `shoal server`: serve until SIGINT/SIGTERM."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await serve(Path(data_dir), listen, stop=stop, agent=agent, node_name=node_name)
+    stop_on_signals(stop)
+    try:
+        await serve(Path(data_dir), listen, stop=stop, agent=agent, node_name=node_name)
+    except ListenError as error:
+        print(f"error: {error}; is another shoal server running there?", file=sys.stderr)
+        raise SystemExit(1) from None
