@@ -21,6 +21,9 @@ from shoal.agent.sandbox.identity import UID_BASE, Identity
 
 UNAVAILABLE_REASON = "SandboxUnavailable"
 ADVICE = "set isolation: none to run without a sandbox"
+# Test knob, never for production: when set (to a reason), the node pretends it cannot sandbox,
+# so tests on machines that can sandbox still see the SandboxUnavailable path end to end.
+PRETEND_UNAVAILABLE_VARIABLE = "SHOAL_TEST_SANDBOX_UNAVAILABLE"
 
 
 def unavailable_message(reason: str) -> str:
@@ -53,6 +56,9 @@ def _trial_run(bwrap: str, setpriv: str) -> str | None:
 @functools.cache
 def sandbox_available() -> tuple[bool, str]:
     """(True, "bubblewrap X, cgroup vN") or (False, why not)."""
+    pretended = os.environ.get(PRETEND_UNAVAILABLE_VARIABLE)
+    if pretended:
+        return False, f"{pretended} (pretended: {PRETEND_UNAVAILABLE_VARIABLE} is set)"
     if os.geteuid() != 0:
         return False, "the agent is not running as root"
     bwrap = shutil.which("bwrap")
