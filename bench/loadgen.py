@@ -116,7 +116,8 @@ class LoadFigures:
 
 
 class HttpLoad:
-    """`connections` keep-alive clients sending GET `path` to 127.0.0.1:`port` until stopped.
+    """`connections` keep-alive clients sending `method` `path` to 127.0.0.1:`port` until
+    stopped (a POST carries a small JSON body; Envoy does not retry a reset POST).
 
     A non-2xx answer or a connection error counts as one failed request (the client then
     reconnects). `rate` caps the total requests per second (None: as fast as answers come),
@@ -130,11 +131,14 @@ class HttpLoad:
         *,
         connections: int = 8,
         path: str = "/",
+        method: str = "GET",
         rate: float | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.connections, self.path, self.rate, self.timeout = connections, path, rate, timeout
+        self.method = method
+        self.body = b'{"chaos": true}' if method == "POST" else b""
         self.figures = LoadFigures()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,7 +176,7 @@ class HttpLoad:
                 if connection is None:
                     connection = await asyncio.wait_for(RawConnection.open(self.url), 5)
                 status, body = await asyncio.wait_for(
-                    connection.request("GET", self.path), self.timeout
+                    connection.request(self.method, self.path, self.body), self.timeout
                 )
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as error:
                 self._fail(type(error).__name__)
