@@ -321,8 +321,10 @@ class Cluster:
     """A `shoal server` (embedded agent, or `--no-agent` plus a separate `shoal agent`) on one
     data directory and port that survive restarts of either process."""
 
-    def __init__(self, ctx: Context, *, separate_agent: bool = False, **env: str) -> None:
-        self.ctx, self.separate_agent, self.env = ctx, separate_agent, env
+    def __init__(
+        self, ctx: Context, *, separate_agent: bool = False, env: dict[str, str] | None = None
+    ) -> None:
+        self.ctx, self.separate_agent, self.env = ctx, separate_agent, env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = ctx.dir / "data"
