@@ -1,0 +1,124 @@
+"""What the sandbox end-to-end tests (tests/e2e/test_sandbox_*.py, test_logs_top.py) and
+bench/bench_sandbox.py add to `agent_harness`: servers and a test app that a sandboxed pod can
+reach, and manifests of sandboxed pods.
+
+A sandboxed pod runs as an unprivileged uid with a private /tmp, so pytest's tmp_path (under
+/tmp, below a 0700 directory) is neither visible nor searchable from inside. The servers' data
+dirs and the app therefore live in a 0755 directory under /var/tmp (the FHS's other temporary
+directory, which the sandbox shows read-only), removed at the end. The project's virtualenv
+may sit under a 0700 home as well, so sandboxed pods run the system python3 (the app is
+stdlib-only). Each server is stopped gracefully at the end; the fixture fails if it did not
+exit cleanly or left any process behind (killed by pid first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from agent_harness import PROBE_APP, ShoalServer, app_deployment, kill_leftovers
+
+from shoal.agent.sandbox.availability import sandbox_available
+
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+SYSTEM_PYTHON = shutil.which("python3", path=SYSTEM_PATH) or "python3"
+SHARED_TEMP = Path("/var/tmp")
+PRETEND_UNAVAILABLE = "SHOAL_TEST_SANDBOX_UNAVAILABLE"
+
+ServerFactory = Callable[..., ShoalServer]
+
+
+def why_no_sandbox() -> str | None:
+    """None when this machine can run sandboxed pods, else the reason (tests skip with it)."""
+    available, why = sandbox_available()
+    if available and SHARED_TEMP.is_dir():
+        return None
+    return why if not available else f"{SHARED_TEMP} does not exist"
+
+
+@contextlib.contextmanager
+def searchable_dir(prefix: str = "shoal-e2e-") -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=SHARED_TEMP))
+    try:
+        base.chmod(0o755)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def install_app(base: Path) -> Path:
+    """tests/apps/probe_app.py copied where any uid can read it."""
+    directory = base / "app"
+    directory.mkdir(mode=0o755, exist_ok=True)
+    target = directory / PROBE_APP.name
+    shutil.copyfile(PROBE_APP, target)
+    target.chmod(0o644)
+    return target
+
+
+def sandboxed(
+    deployment: dict[str, Any],
+    command: list[str],
+    *,
+    limits: dict[str, Any] | None = None,
+    isolation: str | None = None,
+) -> dict[str, Any]:
+    """`deployment` (from agent_harness.app_deployment) running `command` with the system
+    python, `isolation` absent (the default: sandbox) unless given, and resource limits."""
+    spec = deployment["spec"]["template"]["spec"]
+    spec.pop("isolation", None)
+    if isolation is not None:
+        spec["isolation"] = isolation
+    spec["command"] = command
+    if limits:
+        spec["resources"] = {"limits": limits}
+    return deployment
+
+
+def app_in_sandbox(
+    name: str, app: Path, *, limits: dict[str, Any] | None = None, **options: Any
+) -> dict[str, Any]:
+    """A Deployment of the probe app, sandboxed (options as agent_harness.app_deployment)."""
+    limits = limits if limits is not None else {"cpu": "500m", "memory": "128Mi", "pids": 64}
+    return sandboxed(app_deployment(name, **options), [SYSTEM_PYTHON, str(app)], limits=limits)
+
+
+@contextlib.contextmanager
+def servers_under(base: Path) -> Iterator[ServerFactory]:
+    """`start(env=None)` starts one more `shoal server` with a data dir under `base`."""
+    started: list[ShoalServer] = []
+
+    def start(env: dict[str, str] | None = None) -> ShoalServer:
+        data_dir = Path(tempfile.mkdtemp(prefix="shoal-", dir=base))
+        data_dir.chmod(0o755)
+        server = ShoalServer(data_dir, env)
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        problems = []
+        for server in started:
+            server.close()
+            if server.running() and (code := server.stop()) != 0:
+                problems.append(f"server exited with {code}:\n{server.log()[-3000:]}")
+            leaked = kill_leftovers(server)
+            if leaked:
+                problems.append("left running after a graceful stop: " + "; ".join(leaked))
+        assert not problems, "\n".join(problems)
+
+
+def pod_log(server: ShoalServer, pod: str, **params: str) -> str:
+    """A pod's log through the API server (the route `shoal logs` uses)."""
+    answer = httpx.get(
+        f"{server.url}/api/v1/namespaces/default/pods/{pod}/log", params=params, timeout=30
+    )
+    answer.raise_for_status()
+    return answer.text
