@@ -26,12 +26,20 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def condition(status: PodStatus, type_: str, value: bool, reason: str | None = None) -> None:
+def condition(
+    status: PodStatus,
+    type_: str,
+    value: bool,
+    reason: str | None = None,
+    message: str | None = None,
+) -> None:
     wanted = "True" if value else "False"
     current = find_condition(status.conditions, type_)
-    if current is not None and current.status == wanted and current.reason == reason:
+    if current is not None and (current.status, current.reason, current.message) == (
+        wanted, reason, message,
+    ):  # fmt: skip
         return
-    new = Condition(type=type_, status=wanted, reason=reason)
+    new = Condition(type=type_, status=wanted, reason=reason, message=message)
     status.conditions = set_condition(status.conditions, new, now())
 
 
@@ -46,10 +54,10 @@ def terminated(exit: ExitStatus) -> ContainerStateTerminated:
     )
 
 
-def not_ready(status: PodStatus, reason: str | None) -> None:
+def not_ready(status: PodStatus, reason: str | None, message: str | None = None) -> None:
     status.ready = False
-    condition(status, "ContainersReady", False, reason)
-    condition(status, "Ready", False, reason)
+    condition(status, "ContainersReady", False, reason, message)
+    condition(status, "Ready", False, reason, message)
 
 
 def running(
@@ -88,7 +96,7 @@ def exited(status: PodStatus, exit: ExitStatus) -> None:
     """A run ended (crash, exit, probe kill): no pid, not ready, lastState tells how."""
     status.pid = None
     status.last_state = terminated(exit)
-    not_ready(status, exit.reason)
+    not_ready(status, exit.reason, exit.message)
 
 
 def start_failed(status: PodStatus, failure: ExitStatus) -> None:
@@ -97,7 +105,7 @@ def start_failed(status: PodStatus, failure: ExitStatus) -> None:
     status.reason = failure.reason
     status.message = failure.message
     status.last_state = terminated(failure)
-    not_ready(status, failure.reason)
+    not_ready(status, failure.reason, failure.message)
 
 
 def waiting(status: PodStatus, reason: str, message: str) -> None:

@@ -284,7 +284,7 @@ class PodWorker:
             return None
         await self._end_run()
         reason = self._kill_reason
-        await self._write_status(lambda s: podstatus.not_ready(s, "Unhealthy"))
+        await self._write_status(partial(podstatus.not_ready, reason="Unhealthy", message=reason))
         if self.ctx.drain_before_stop:
             await self.ctx.dataplane.drain(self.uid, UNHEALTHY_DRAIN_SECONDS)
         outcome = await self._stop_process(driver, handle, spec)
@@ -344,7 +344,8 @@ class PodWorker:
         if self._ready_task is not None:
             self._ready_task.cancel()
             self._ready_task = None
-        await self._write_status(lambda s: podstatus.not_ready(s, "ReadinessProbeFailed"))
+        failed = partial(podstatus.not_ready, reason="ReadinessProbeFailed")
+        await self._write_status(partial(failed, message=event.message))
 
     async def _become_ready(self) -> None:
         """Ready only once Envoy routes to the pod (or no Service selects it)."""

@@ -1,0 +1,379 @@
+"""Harness of the agent's end-to-end tests and benchmarks: a real `shoal server` subprocess (API,
+controllers, embedded agent, Envoy) on free 127.0.0.1 ports with its own data dir, keep-alive
+HTTP load through a Service port, manifests of the test app, and the leak check.
+
+Every process is stopped by pid: the server by its Popen (SIGTERM for a graceful stop, SIGKILL
+for crash tests), and whatever a server left behind is found by its data dir (pods run in a
+directory under it, Envoy reads its bootstrap from it), reported and killed by pid.
+Imported by tests/e2e/conftest.py, the tests and bench/bench_*.py (which put this directory on
+sys.path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from shoal.api.deployment import Deployment
+from shoal.api.errors import Unavailable
+from shoal.api.pod import Pod
+from shoal.client import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE_APP = ROOT / "tests" / "apps" / "probe_app.py"
+GENEROUS = 30.0  # seconds: a bound for things that take well under a second normally
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = GENEROUS, interval: float = 0.05
+) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except (httpx.HTTPError, OSError, Unavailable) as error:  # server restarting
+            result, last_error = None, error
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} ({last_error or ''})")
+
+
+# -- the server --------------------------------------------------------------------------------
+class ShoalServer:
+    """`shoal server` on a free port over `data_dir`; restartable on the same port and dir."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.url)
+        return self._client
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.data_dir / f"server-{self.starts}.log").open("wb")
+        command = [
+            sys.executable, "-m", "shoal.cli.main", "server",
+            "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+            "--node-name", "e2e",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+        )
+        log.close()
+        wait_for("the server's /healthz", self._healthy)
+        wait_for("the embedded agent", lambda: "agent e2e ready" in self.log())
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"shoal server exited with {self.process.returncode}:\n{self.log()}"
+            )
+        return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+    def log(self) -> str:
+        path = self.data_dir / f"server-{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def crash(self) -> None:
+        """kill -9: pods and Envoy stay behind, as after a real crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait: the graceful path that stops every pod and Envoy."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait(timeout=10)
+                raise AssertionError(f"shoal server ignored SIGTERM for {timeout:g}s") from None
+        return self.process.returncode
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- what it runs -------------------------------------------------------------------------
+    def envoy_pid(self) -> int | None:
+        state = self.data_dir / "agent" / "envoy" / "envoy.state.json"
+        with contextlib.suppress(OSError, ValueError):
+            return int(json.loads(state.read_text())["pid"])
+        return None
+
+    def envoy_admin(self) -> str:
+        settings = json.loads((self.data_dir / "agent" / "agent.json").read_text())
+        return f"http://127.0.0.1:{settings['envoy_admin_port']}"
+
+    def envoy_requests_to(self, port: int) -> int:
+        """Requests Envoy sent to 127.0.0.1:<port> (summed over the clusters listing it)."""
+        text = httpx.get(f"{self.envoy_admin()}/clusters", timeout=5).text
+        marker = f"::127.0.0.1:{port}::rq_total::"
+        return sum(int(line.split(marker)[1]) for line in text.splitlines() if marker in line)
+
+    def envoy_lists(self, port: int) -> bool:
+        """Whether an Envoy cluster lists 127.0.0.1:<port> as a healthy (routable) host."""
+        text = httpx.get(f"{self.envoy_admin()}/clusters", timeout=5).text
+        flags = [
+            line for line in text.splitlines() if f"::127.0.0.1:{port}::health_flags::" in line
+        ]
+        return any(line.endswith("::healthy") for line in flags)
+
+    def leftovers(self) -> list[psutil.Process]:
+        return leftovers_of(self.data_dir, exclude=self.process.pid if self.process else None)
+
+    def pod_processes(self) -> list[psutil.Process]:
+        return [p for p in self.leftovers() if "envoy" not in p.name()]
+
+
+def leftovers_of(data_dir: Path, exclude: int | None = None) -> list[psutil.Process]:
+    """Live processes started for a data dir (pods run in directories under it, Envoy reads
+    its bootstrap from it), other than `exclude` (the server) and this process."""
+    root = str(data_dir)
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+        info = process.info
+        if info["pid"] in (os.getpid(), exclude) or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = " ".join(info["cmdline"] or ())
+        if (info["cwd"] or "").startswith(root) or f" {root}/" in f" {cmdline}":
+            found.append(process)
+    return found
+
+
+def kill_leftovers(server: ShoalServer | Path) -> list[str]:
+    """Kill by pid whatever a server left running; describe each for the failure message."""
+    described = []
+    found = leftovers_of(server) if isinstance(server, Path) else server.leftovers()
+    for process in found:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"{process.pid} {' '.join(process.cmdline())}")
+            process.kill()
+    return described
+
+
+# -- manifests ----------------------------------------------------------------------------------
+def app_deployment(
+    name: str,
+    *,
+    replicas: int = 3,
+    version: str = "v1",
+    env: dict[str, str] | None = None,
+    namespace: str = "default",
+    readiness: dict[str, Any] | None = None,
+    liveness: dict[str, Any] | None = None,
+    command: list[str] | None = None,
+    progress_deadline: float | None = None,
+    restart_policy: str = "Always",
+    grace: float = 5,
+) -> dict[str, Any]:
+    """A Deployment of tests/apps/probe_app.py (readiness on /healthz every 0.1 s by default)."""
+    variables = {"VERSION": version, **(env or {})}
+    spec: dict[str, Any] = {
+        "isolation": "none",
+        "command": command or [sys.executable, str(PROBE_APP)],
+        "env": [{"name": k, "value": v} for k, v in variables.items()],
+        "ports": [{"name": "http"}],
+        "readinessProbe": readiness
+        or {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 0.1},
+        "terminationGracePeriodSeconds": grace,
+        "restartPolicy": restart_policy,
+    }
+    if liveness is not None:
+        spec["livenessProbe"] = liveness
+    deployment: dict[str, Any] = {
+        "apiVersion": "shoal/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        },
+    }
+    if progress_deadline is not None:
+        deployment["spec"]["progressDeadlineSeconds"] = progress_deadline
+    return deployment
+
+
+def service(name: str, port: int, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "shoal/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": name}, "port": port, "targetPort": "http"},
+    }
+
+
+# -- observing ----------------------------------------------------------------------------------
+def pods_of(client: Client, app: str, namespace: str = "default") -> list[Pod]:
+    return client.list(Pod, namespace, selector=f"app={app}").items
+
+
+def rollout_done(client: Client, name: str, namespace: str = "default") -> bool:
+    """Complete as `shoal rollout status` sees it, and every pod of an old revision is gone
+    (stopped, finalizer removed): from then on only the new version can answer."""
+    deployment = client.get(Deployment, name, namespace)
+    status = deployment.status
+    complete = (
+        status.observed_generation >= (deployment.metadata.generation or 0)
+        and status.updated_replicas == deployment.spec.replicas
+        and status.available_replicas == deployment.spec.replicas
+        and status.replicas == deployment.spec.replicas
+    )
+    if not complete:
+        return False
+    pods = pods_of(client, name, namespace)
+    template_hashes = {p.metadata.labels.get("pod-template-hash") for p in pods}
+    return len(pods) == deployment.spec.replicas and len(template_hashes) == 1
+
+
+def wait_rollout(
+    client: Client, name: str, namespace: str = "default", timeout: float = 60
+) -> None:
+    wait_for(f"the rollout of {name}", lambda: rollout_done(client, name, namespace), timeout)
+
+
+def get_version(port: int) -> str:
+    response = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5)
+    response.raise_for_status()
+    return str(response.headers["x-version"])
+
+
+# -- load -------------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    started: float
+    ok: bool
+    version: str
+
+
+@dataclass
+class Load:
+    """Keep-alive clients (threads) sending requests through a Service port, each one timed
+    and recorded: a failure is any status but 200 or any connection error."""
+
+    port: int
+    clients: int = 8
+    path: str = "/slow?ms=5"
+    post_every: int = 0  # every n-th request of a client is a POST (0: GETs only)
+    samples: list[list[Sample]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Load:
+        for index in range(self.clients):
+            mine: list[Sample] = []
+            self.samples.append(mine)
+            thread = threading.Thread(target=self._client, args=(index, mine), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _client(self, index: int, mine: list[Sample]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        count = index
+        while not self._stop.is_set():
+            count += 1
+            post = self.post_every > 0 and count % self.post_every == 0
+            started = time.monotonic()
+            try:
+                connection.request(
+                    "POST" if post else "GET", self.path, body=b"x" if post else None
+                )
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+                mine.append(Sample(started, ok, response.getheader("x-version") or ""))
+                if not ok:
+                    self._error(f"{'POST' if post else 'GET'} -> {response.status}")
+            except (OSError, http.client.HTTPException) as error:
+                mine.append(Sample(started, False, ""))
+                self._error(f"{'POST' if post else 'GET'} -> {error!r}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection.close()
+
+    def _error(self, text: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(text)
+
+    def all(self, since: float = 0.0) -> list[Sample]:
+        return [s for mine in self.samples for s in list(mine) if s.started >= since]
+
+    @property
+    def total(self) -> int:
+        return sum(len(mine) for mine in self.samples)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for s in self.all() if not s.ok)
+
+    def versions(self, since: float) -> set[str]:
+        return {s.version for s in self.all(since) if s.ok}
+
+
+@contextlib.contextmanager
+def under_load(port: int, **options: Any) -> Iterator[Load]:
+    load = Load(port, **options).start()
+    try:
+        wait_for("the first answers", lambda: load.total > 0)
+        yield load
+    finally:
+        load.stop()
