@@ -34,6 +34,11 @@ def test_readiness_failure_threshold_then_recovers() -> None:
     assert not state.on_hold, "readiness never stops probing"
 
 
+def test_readiness_that_never_succeeds_reports_its_first_failure_verdict() -> None:
+    state = ProbeState("readiness", success_threshold=1, failure_threshold=2)
+    assert feed(state, [False, False, False, False]) == [None, F, None, None]
+
+
 def test_liveness_starts_alive_fails_once_then_holds() -> None:
     state = ProbeState("liveness", success_threshold=1, failure_threshold=2)
     assert state.status == S
@@ -224,6 +229,8 @@ async def test_a_broken_check_or_handler_does_not_stop_probing(target: ProbeTarg
     )  # fmt: skip
     prober.start()
     try:
+        failed = ProbeEvent("readiness", False, "probe error: RuntimeError: bug in a check")
+        assert await recorder.next() == failed
         assert await recorder.next() == ProbeEvent("readiness", True, "ok")
         assert prober.ready and attempts >= 2
     finally:

@@ -69,6 +69,7 @@ class ProbeState:
         self.on_hold = False
         self._last: bool | None = None
         self._run = 0
+        self._reported = False
 
     @classmethod
     def for_probe(cls, kind: ProbeKind, probe: Probe) -> ProbeState:
@@ -85,7 +86,10 @@ class ProbeState:
         if self._run < (self.success_threshold if success else self.failure_threshold):
             return None
         status = ProbeStatus.SUCCESS if success else ProbeStatus.FAILURE
-        changed = status != self.status
+        # Readiness reports its first verdict even when it equals the initial status, so that
+        # a process that never gets ready says why (a FAILURE with the probe's message).
+        changed = status != self.status or (self.kind == "readiness" and not self._reported)
+        self._reported = True
         self.status = status
         if not success and self.kind != "readiness":
             # The process will be killed: stop judging it (kubelet puts the worker on hold).
