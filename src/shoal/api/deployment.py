@@ -14,8 +14,10 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from shoal.api.base import ApiModel
 from shoal.api.meta import Condition, Resource
+from shoal.api.parallelrun import ParallelRunSettings
 from shoal.api.pod import PodTemplateSpec
 from shoal.api.replicaset import check_selector_matches_template
+from shoal.api.rollout import BlueGreenSettings, CanarySettings, RolloutStatus
 from shoal.api.selectors import LabelSelector
 
 _PERCENT = re.compile(r"^([0-9]{1,3})%$")
@@ -47,16 +49,38 @@ class RollingUpdateSettings(ApiModel):
         return self
 
 
+StrategyType = Literal["RollingUpdate", "Recreate", "BlueGreen", "Canary", "ParallelRun"]
+# The settings block of each type, by wire name; a block for another type is an error.
+_SETTINGS_FIELD = {
+    "RollingUpdate": ("rolling_update", "rollingUpdate"),
+    "BlueGreen": ("blue_green", "blueGreen"),
+    "Canary": ("canary", "canary"),
+    "ParallelRun": ("parallel_run", "parallelRun"),
+}
+PROGRESSIVE_TYPES = frozenset({"BlueGreen", "Canary"})
+
+
 class DeploymentStrategy(ApiModel):
-    type: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    type: StrategyType = "RollingUpdate"
     rolling_update: RollingUpdateSettings | None = None
+    blue_green: BlueGreenSettings | None = None
+    canary: CanarySettings | None = None
+    parallel_run: ParallelRunSettings | None = None
 
     @model_validator(mode="after")
     def _settings_fit_type(self) -> DeploymentStrategy:
-        if self.type == "Recreate" and self.rolling_update is not None:
-            raise ValueError("rollingUpdate may only be set when type is RollingUpdate")
-        if self.type == "RollingUpdate" and self.rolling_update is None:
-            self.rolling_update = RollingUpdateSettings()
+        for type_name, (attribute, wire) in _SETTINGS_FIELD.items():
+            if type_name != self.type and getattr(self, attribute) is not None:
+                raise ValueError(f"{wire} may only be set when type is {type_name}")
+        own = _SETTINGS_FIELD.get(self.type)
+        if own is not None and getattr(self, own[0]) is None:
+            defaults = {
+                "rolling_update": RollingUpdateSettings,
+                "blue_green": BlueGreenSettings,
+                "canary": CanarySettings,
+                "parallel_run": ParallelRunSettings,
+            }
+            setattr(self, own[0], defaults[own[0]]())
         return self
 
 
@@ -91,6 +115,7 @@ class DeploymentStatus(ApiModel):
     unavailable_replicas: int = 0
     conditions: list[Condition] = Field(default_factory=list)
     current_revision: int | None = None
+    rollout: RolloutStatus | None = None  # BlueGreen and Canary: the step machine's state
 
 
 class Deployment(Resource):

@@ -35,6 +35,9 @@ class NodeStatus(ApiModel):
     agent_version: str | None = None
     last_heartbeat_time: datetime | None = None
     features: list[str] = Field(default_factory=list)
+    # Rollout traffic versions this node's Envoy has confirmed, by "<namespace>/<deployment>"
+    # (see shoal.api.rollout.TrafficRouting); the rollout waits for every Ready node.
+    traffic: dict[str, int] = Field(default_factory=dict)
 
 
 class Node(Resource):
