@@ -18,7 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shoal.api.analysis import AnalysisRun
 from shoal.api.deployment import REVISION_ANNOTATION, Deployment, DeploymentStatus
+from shoal.api.meta import Condition, find_condition, set_condition
+from shoal.api.pod import PodTemplateSpec
 from shoal.api.replicaset import ReplicaSet
 from shoal.controllers import deployment_status
 from shoal.controllers.revisions import (
@@ -31,6 +34,8 @@ from shoal.controllers.strategies import strategy_for
 from shoal.controllers.strategies.base import (
     DESIRED_REPLICAS_ANNOTATION,
     RolloutContext,
+    RolloutObservations,
+    RolloutStep,
     active,
     annotation_int,
     revision_of,
@@ -45,6 +50,11 @@ class DeploymentPlan:
     status: DeploymentStatus | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None
+    # Progressive strategies (BlueGreen, Canary): analysis runs to create / terminate by name,
+    # and a template to put back into the spec (autoRollback).
+    create_runs: list[AnalysisRun] = field(default_factory=list)
+    terminate_runs: list[str] = field(default_factory=list)
+    revert_to: PodTemplateSpec | None = None
 
 
 def is_scaling_event(deployment: Deployment, sets: list[ReplicaSet]) -> bool:
@@ -73,11 +83,16 @@ def history_to_delete(deployment: Deployment, old: list[ReplicaSet]) -> list[Rep
 
 
 def reconcile_deployment(
-    deployment: Deployment, sets: list[ReplicaSet], old_pods: Mapping[str, int], now: datetime
+    deployment: Deployment,
+    sets: list[ReplicaSet],
+    old_pods: Mapping[str, int],
+    now: datetime,
+    observed: RolloutObservations | None = None,
 ) -> DeploymentPlan:
     """Decide the next step for `deployment`, given the ReplicaSets it controls.
 
-    `old_pods` counts existing pods (terminating ones too) per ReplicaSet name.
+    `old_pods` counts existing pods (terminating ones too) per ReplicaSet name; `observed`
+    is what progressive strategies also read (analysis runs, confirmed traffic, actions).
     """
     plan = DeploymentPlan()
     strategy = strategy_for(deployment.spec.strategy.type)
@@ -100,10 +115,16 @@ def reconcile_deployment(
         started = "FoundNewReplicaSet"
 
     context = RolloutContext(
-        deployment, new, old, sum(old_pods.get(rs.metadata.name, 0) for rs in old), now
+        deployment,
+        new,
+        old,
+        sum(old_pods.get(rs.metadata.name, 0) for rs in old),
+        now,
+        observed or RolloutObservations(),
     )
     sizes: dict[str, int] = {}
     rollout = False
+    step = RolloutStep()
     if deployment.spec.paused or is_scaling_event(deployment, context.all):
         sizes = strategy.scale(context)
         if deployment.spec.paused:
@@ -154,7 +175,9 @@ def reconcile_deployment(
     max_unavailable = strategy.max_unavailable(deployment)
     status = deployment_status.count_status(deployment, current, new, max_unavailable, now)
     deployment_status.paused_conditions(deployment, status, now)
+    status.rollout = step.rollout if step.rollout is not None else deployment.status.rollout
     if rollout:
+        _leave_progressive_wait(status, step, now)
         outcome = deployment_status.rollout_conditions(
             deployment, status, new, now, started=started
         )
@@ -162,9 +185,46 @@ def reconcile_deployment(
         plan.requeue_after = outcome.requeue_after
         if not sizes and plan.create is None and deployment_status.is_complete(deployment, status):
             plan.deletes = history_to_delete(deployment, old)
+        _progressive_outcome(plan, status, step, now)
     if status != deployment.status:
         plan.status = status
     return plan
+
+
+PROGRESSIVE_REASONS = ("RolloutPaused", "RolloutAnalysis", "RolloutAborted")
+
+
+def _leave_progressive_wait(status: DeploymentStatus, step: RolloutStep, now: datetime) -> None:
+    """A wait on time, analysis or the user ended: the progress deadline counts from now."""
+    current = find_condition(status.conditions, "Progressing")
+    if step.condition is None and current is not None and current.reason in PROGRESSIVE_REASONS:
+        fresh = Condition(
+            type="Progressing",
+            status="True",
+            reason="ReplicaSetUpdated",
+            message="Rollout is progressing.",
+        )
+        status.conditions = set_condition(status.conditions, fresh, now)
+
+
+def _progressive_outcome(
+    plan: DeploymentPlan, status: DeploymentStatus, step: RolloutStep, now: datetime
+) -> None:
+    """What a BlueGreen or Canary step adds: runs, events, its own Progressing condition
+    while it waits on time, analysis or the user (no progress deadline for those)."""
+    plan.create_runs, plan.terminate_runs = step.create_runs, step.terminate_runs
+    plan.revert_to = step.revert_to
+    plan.events.extend(step.events)
+    wanted, current = step.condition, find_condition(status.conditions, "Progressing")
+    if wanted is not None and (
+        current is None
+        or (current.status, current.reason, current.message)
+        != (wanted.status, wanted.reason, wanted.message)
+    ):
+        status.conditions = set_condition(status.conditions, wanted, now)
+    if step.requeue_after is not None:
+        later = plan.requeue_after
+        plan.requeue_after = step.requeue_after if later is None else min(later, step.requeue_after)
 
 
 def _original(sets: list[ReplicaSet], name: str) -> ReplicaSet | None:

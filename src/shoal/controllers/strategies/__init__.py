@@ -8,12 +8,16 @@ ParallelRun): write `strategies/<name>.py` with a class implementing
 from __future__ import annotations
 
 from shoal.controllers.strategies.base import Strategy
+from shoal.controllers.strategies.bluegreen import BlueGreen
+from shoal.controllers.strategies.canary import Canary
 from shoal.controllers.strategies.recreate import Recreate
 from shoal.controllers.strategies.rolling import RollingUpdate
 
 STRATEGIES: dict[str, Strategy] = {
     "RollingUpdate": RollingUpdate(),
     "Recreate": Recreate(),
+    "BlueGreen": BlueGreen(),
+    "Canary": Canary(),
 }
 
 

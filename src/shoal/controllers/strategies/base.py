@@ -9,15 +9,32 @@ Canary or ParallelRun means one more module implementing `Strategy` and one line
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from shoal.api.analysis import AnalysisRun, AnalysisTemplate
 from shoal.api.deployment import REVISION_ANNOTATION, Deployment
+from shoal.api.meta import Condition
+from shoal.api.pod import PodTemplateSpec
 from shoal.api.replicaset import ReplicaSet
+from shoal.api.rollout import RolloutStatus
 
 DESIRED_REPLICAS_ANNOTATION = "deployment.shoal.dev/desired-replicas"
 MAX_REPLICAS_ANNOTATION = "deployment.shoal.dev/max-replicas"
+
+
+@dataclass(frozen=True)
+class RolloutObservations:
+    """What progressive strategies (BlueGreen, Canary) see beyond ReplicaSets: their analysis
+    runs, the templates to create runs from, the traffic version every Ready node confirmed
+    (None: no node routes traffic, nothing to wait for) and the user's action annotation."""
+
+    analysis_runs: tuple[AnalysisRun, ...] = ()
+    templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
+    confirmed_traffic: int | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,7 @@ class RolloutContext:
     old: list[ReplicaSet]  # every other ReplicaSet the deployment controls
     old_pods: int  # pods of old ReplicaSets that still exist (also terminating ones)
     now: datetime
+    observed: RolloutObservations = field(default_factory=RolloutObservations)
 
     @property
     def all(self) -> list[ReplicaSet]:
@@ -39,6 +57,16 @@ class RolloutStep:
 
     create_new: int | None = None
     scales: dict[str, int] = field(default_factory=dict)
+    # Progressive strategies only: the new `status.rollout`, runs to create or stop, a
+    # Progressing condition replacing the replica-based one (pauses and analyses are not
+    # "stuck"), events, when to look again, and a template to revert the spec to.
+    rollout: RolloutStatus | None = None
+    create_runs: list[AnalysisRun] = field(default_factory=list)
+    terminate_runs: list[str] = field(default_factory=list)
+    condition: Condition | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    requeue_after: float | None = None
+    revert_to: PodTemplateSpec | None = None
 
     def is_empty(self) -> bool:
         return self.create_new is None and not self.scales

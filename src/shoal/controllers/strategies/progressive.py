@@ -1,0 +1,216 @@
+"""What BlueGreen and Canary share: a builder for one reconcile's decision (`Decision`), the
+traffic switch protocol, user actions, warm old versions and analysis runs. Pure.
+
+Traffic protocol: the desired routing lives in `status.rollout.traffic` with a version that
+grows on every change; each node's agent routes it and, once its Envoy confirmed the update,
+reports the version in `Node.status.traffic`. `Decision.route(...)` returns True only when
+the routing is already in place AND confirmed by every Ready node, so a strategy never counts
+a switch (nor scales a version down) before Envoy stopped sending it traffic.
+
+User actions arrive as the annotation `rollout.shoal.dev/action: "<verb> <stamp>"` (verbs:
+promote, promote-full, abort, retry); a value is acted on once (`status.rollout.handledAction`).
+
+Old versions stay "warm" after a switch: `warmUntil[hash]` keeps their pods until then, so an
+undo within `scaleDownDelaySeconds` switches traffic back without starting a process.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any, Literal
+
+from shoal.analysis.run import MissingArgumentsError, build_run_spec
+from shoal.api.analysis import AnalysisRun
+from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL, Deployment
+from shoal.api.meta import Condition, ObjectMeta, OwnerReference
+from shoal.api.pod import PodTemplateSpec
+from shoal.api.replicaset import ReplicaSet
+from shoal.api.rollout import AnalysisRef, RolloutPhase, RolloutStatus, TrafficRouting
+from shoal.controllers.strategies.base import RolloutContext, RolloutStep, revision_of
+
+ANALYSIS_RUN_LABEL = "rollout.shoal.dev/deployment"
+
+
+def hash_of(rs: ReplicaSet) -> str:
+    return rs.metadata.labels.get(POD_TEMPLATE_HASH_LABEL, rs.metadata.name)
+
+
+def canary_replicas(replicas: int, weight: int) -> int:
+    """Pods for a canary taking `weight` % of traffic: in proportion, at least one."""
+    if replicas <= 0:
+        return 0
+    return max(1, math.ceil(replicas * weight / 100))
+
+
+def stripped_template(rs: ReplicaSet) -> PodTemplateSpec:
+    """The ReplicaSet's pod template as the Deployment spec would hold it (autoRollback)."""
+    template = rs.spec.template.model_copy(deep=True)
+    template.metadata.labels.pop(POD_TEMPLATE_HASH_LABEL, None)
+    return template
+
+
+def progressing(
+    status: Literal["True", "False", "Unknown"], reason: str, message: str
+) -> Condition:
+    return Condition(type="Progressing", status=status, reason=reason, message=message)
+
+
+class Decision:
+    """One reconcile's decision, built step by step by a strategy, then `finish()`ed."""
+
+    def __init__(self, ctx: RolloutContext) -> None:
+        self.ctx = ctx
+        self.deployment: Deployment = ctx.deployment
+        self.now = ctx.now
+        previous = ctx.deployment.status.rollout or RolloutStatus()
+        self.status = previous.model_copy(deep=True)
+        confirmed = ctx.observed.confirmed_traffic
+        self.status.confirmed_version = (
+            self.status.traffic.version if confirmed is None else confirmed
+        )
+        self.step = RolloutStep()
+        self.by_hash = {hash_of(rs): rs for rs in ctx.all}
+        self.kept: set[str] = set()
+
+    # -- replica sets ------------------------------------------------------------------
+    def scale(self, rs: ReplicaSet, replicas: int) -> None:
+        if rs.spec.replicas != replicas:
+            self.step.scales[rs.metadata.name] = replicas
+        else:
+            self.step.scales.pop(rs.metadata.name, None)
+
+    def adopt_stable(self) -> ReplicaSet | None:
+        """The stable version's ReplicaSet; without one recorded (first rollout under this
+        strategy) the old ReplicaSet serving the most, newest on ties."""
+        known = self.by_hash.get(self.status.stable_hash or "")
+        if known is not None:
+            return known
+        running = [rs for rs in self.ctx.old if rs.spec.replicas > 0]
+        if not running:
+            return None
+        best = max(running, key=lambda rs: (rs.status.available_replicas, revision_of(rs)))
+        self.status.stable_hash = hash_of(best)
+        return best
+
+    def keep_warm(self, old_hash: str | None, seconds: float) -> None:
+        if old_hash is not None and seconds > 0:
+            self.status.warm_until[old_hash] = self.now + timedelta(seconds=seconds)
+
+    def keep(self, *hashes: str | None) -> None:
+        """These versions keep their pods this time (`finish` scales the others down)."""
+        self.kept.update(h for h in hashes if h)
+
+    def _scale_down_others(self) -> None:
+        """Versions neither kept nor routed go to 0 once the routing without them is
+        confirmed and their warm time is over (look again then). Runs last, after every
+        routing change of this decision."""
+        traffic = self.status.traffic
+        keep = self.kept | {h for h in (traffic.stable, traffic.canary) if h}
+        for rs_hash, rs in self.by_hash.items():
+            if rs_hash in keep:
+                continue
+            until = self.status.warm_until.get(rs_hash)
+            if until is not None and self.now < until:
+                if rs.spec.replicas > 0:
+                    self.requeue((until - self.now).total_seconds())
+                continue
+            self.status.warm_until.pop(rs_hash, None)
+            if rs.spec.replicas > 0 and self.status.traffic_confirmed:
+                self.scale(rs, 0)
+        for rs_hash in list(self.status.warm_until):
+            if rs_hash not in self.by_hash:
+                del self.status.warm_until[rs_hash]
+
+    # -- traffic -----------------------------------------------------------------------
+    def route(self, **changes: Any) -> bool:
+        """Want this routing; True when it is in place and every node confirmed it."""
+        current = self.status.traffic
+        wanted = current.model_copy(update=changes)
+        wanted = TrafficRouting.model_validate(wanted.model_dump())
+        if not wanted.same_routes(current):
+            wanted.version = current.version + 1
+            self.status.traffic = wanted
+            return False
+        return self.status.traffic_confirmed
+
+    # -- actions -----------------------------------------------------------------------
+    def take_action(self) -> str | None:
+        """The user's new action verb (once per annotation value), or None."""
+        value = self.ctx.observed.action
+        if not value or value == self.status.handled_action:
+            return None
+        self.status.handled_action = value
+        return value.split()[0]
+
+    # -- analysis ----------------------------------------------------------------------
+    def run_named(self, name: str) -> AnalysisRun | None:
+        return next((r for r in self.ctx.observed.analysis_runs if r.metadata.name == name), None)
+
+    def start_run(self, name: str, ref: AnalysisRef, canary_hash: str | None) -> str | None:
+        """Create the run `name` unless it exists; returns an error message when it cannot be
+        built (a template vanished, an argument has no value)."""
+        self.status.analysis_run = name
+        if self.run_named(name) is not None:
+            return None
+        meta = self.deployment.metadata
+        builtin = {
+            "namespace": meta.namespace or "default",
+            "deployment": meta.name,
+            "stable-hash": self.status.stable_hash or "",
+            "canary-hash": canary_hash or "",
+        }
+        try:
+            spec = build_run_spec(ref, self.ctx.observed.templates, builtin)
+        except KeyError as missing:
+            return f"analysis template {missing.args[0]} not found"
+        except (MissingArgumentsError, ValueError) as error:
+            return f"analysis {name} cannot start: {error}"
+        owner = OwnerReference(
+            kind="Deployment",
+            name=meta.name,
+            uid=meta.uid or "",
+            controller=True,
+            block_owner_deletion=True,
+        )
+        run = AnalysisRun(
+            kind="AnalysisRun",
+            metadata=ObjectMeta(
+                name=name,
+                namespace=meta.namespace,
+                labels={ANALYSIS_RUN_LABEL: meta.name},
+                owner_references=[owner],
+            ),
+            spec=spec,
+        )
+        self.step.create_runs.append(run)
+        self.event("Normal", "AnalysisRunCreated", f"Started analysis run {name}")
+        return None
+
+    def stop_run(self) -> None:
+        name = self.status.analysis_run
+        if name is not None:
+            run = self.run_named(name)
+            if run is not None and not run.done and not run.spec.terminate:
+                self.step.terminate_runs.append(name)
+        self.status.analysis_run = None
+
+    # -- outcome -----------------------------------------------------------------------
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.step.events.append((type_, reason, message))
+
+    def requeue(self, seconds: float) -> None:
+        seconds = max(seconds, 0.01)
+        current = self.step.requeue_after
+        self.step.requeue_after = seconds if current is None else min(current, seconds)
+
+    def state(self, phase: RolloutPhase, message: str, condition: Condition | None = None) -> None:
+        self.status.phase = phase
+        self.status.message = message
+        if condition is not None:
+            self.step.condition = condition
+
+    def finish(self) -> RolloutStep:
+        self._scale_down_others()
+        self.step.rollout = self.status
+        return self.step
