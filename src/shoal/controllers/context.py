@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shoal.api.analysis import AnalysisRun, AnalysisTemplate
 from shoal.api.deployment import Deployment
 from shoal.api.meta import Resource
 from shoal.api.node import Node
@@ -27,6 +28,8 @@ class ControllerContext:
     replica_sets: Informer[ReplicaSet]
     pods: Informer[Pod]
     nodes: Informer[Node]
+    analysis_runs: Informer[AnalysisRun]
+    analysis_templates: Informer[AnalysisTemplate]
 
     @classmethod
     def create(
@@ -41,6 +44,10 @@ class ControllerContext:
             replica_sets=Informer(client, ReplicaSet, clock=clock, resync_seconds=resync_seconds),
             pods=Informer(client, Pod, clock=clock, resync_seconds=resync_seconds),
             nodes=Informer(client, Node, clock=clock, resync_seconds=resync_seconds),
+            analysis_runs=Informer(client, AnalysisRun, clock=clock, resync_seconds=resync_seconds),
+            analysis_templates=Informer(
+                client, AnalysisTemplate, clock=clock, resync_seconds=resync_seconds
+            ),
         )
 
     def informer_for(self, kind: str) -> Informer[Resource] | None:
@@ -49,12 +56,24 @@ class ControllerContext:
             "ReplicaSet": self.replica_sets,  # type: ignore[dict-item]
             "Pod": self.pods,  # type: ignore[dict-item]
             "Node": self.nodes,  # type: ignore[dict-item]
+            "AnalysisRun": self.analysis_runs,  # type: ignore[dict-item]
+            "AnalysisTemplate": self.analysis_templates,  # type: ignore[dict-item]
         }
         return table.get(kind)
 
     def all_informers(self) -> list[Informer[Resource]]:
         return [
             i
-            for i in (self.informer_for(k) for k in ("Deployment", "ReplicaSet", "Pod", "Node"))
+            for i in (
+                self.informer_for(k)
+                for k in (
+                    "Deployment",
+                    "ReplicaSet",
+                    "Pod",
+                    "Node",
+                    "AnalysisRun",
+                    "AnalysisTemplate",
+                )
+            )
             if i is not None
         ]

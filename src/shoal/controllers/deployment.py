@@ -11,6 +11,7 @@ import contextlib
 
 from shoal.api.errors import AlreadyExists, Invalid, NotFound
 from shoal.api.replicaset import ReplicaSet
+from shoal.controllers import rollouts
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.deployment_plan import reconcile_deployment
 from shoal.controllers.queue import Key
@@ -39,7 +40,10 @@ class DeploymentExecutor:
             )
             for rs in sets
         }
-        plan = reconcile_deployment(deployment, sets, pods, ctx.clock.now())
+        now = ctx.clock.now()
+        plan = reconcile_deployment(
+            deployment, sets, pods, now, rollouts.observe(ctx, deployment, now)
+        )
         if plan.create is not None:
             await self._create(plan.create)
         for rs in plan.updates:
@@ -56,6 +60,7 @@ class DeploymentExecutor:
                 "DeletedOldReplicaSet",
                 f"Deleted old replica set {rs.metadata.name} (beyond revisionHistoryLimit)",
             )
+        await rollouts.apply(ctx, deployment, plan)
         for type_, reason, message in plan.events:
             ctx.recorder.record(deployment, type_, reason, message)
         if plan.status is not None:

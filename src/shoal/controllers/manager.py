@@ -8,7 +8,9 @@ an executor:
     ReplicaSet event            → replicaset controller (itself) and its owning deployment
     Pod event                   → its owning replicaset; the scheduler if unbound; the gc
     owner DELETED               → gc of its dependents
-    Node event                  → the scheduler, for every unbound pod
+    Node event                  → the scheduler, for every unbound pod; progressive
+                                  deployments waiting for nodes to confirm routing
+    AnalysisRun event           → the analysis controller (itself) and its deployment
 
 Mapping a dependent to its owner's key uses the controller owner reference, so a pod's
 status change wakes its ReplicaSet, whose status change wakes its Deployment.
@@ -19,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shoal.api.deployment import PROGRESSIVE_TYPES, Deployment
 from shoal.api.meta import Resource
 from shoal.client import AsyncClient
+from shoal.controllers.analysis import AnalysisExecutor
 from shoal.controllers.clock import Clock
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.deployment import DeploymentExecutor
@@ -60,14 +64,18 @@ class ControllerManager:
             "garbage-collector", GarbageCollector(context).reconcile, clock=clock, workers=2
         )
         self.scheduler = Controller("scheduler", Binder(context).reconcile, clock=clock, workers=1)
+        self.analysis = Controller(
+            "analysis", AnalysisExecutor(context).reconcile, clock=clock, workers=workers
+        )
         context.deployments.add_handler(self._on_deployment)
         context.replica_sets.add_handler(self._on_replica_set)
         context.pods.add_handler(self._on_pod)
         context.nodes.add_handler(self._on_node)
+        context.analysis_runs.add_handler(self._on_analysis_run)
 
     @property
     def controllers(self) -> list[Controller]:
-        return [self.deployments, self.replica_sets, self.gc, self.scheduler]
+        return [self.deployments, self.replica_sets, self.gc, self.scheduler, self.analysis]
 
     def _on_deployment(self, kind: EventKind, obj: Resource) -> None:
         if kind == "DELETED":
@@ -102,11 +110,21 @@ class ControllerManager:
                 self.scheduler.enqueue(key_of(pod))
 
     def _on_node(self, kind: EventKind, obj: Resource) -> None:
+        for deployment in self.context.deployments.items():
+            if _awaits_traffic(deployment):
+                self.deployments.enqueue(key_of(deployment))
         if kind == "DELETED":
             return
         for pod in self.context.pods.items():
             if needs_scheduling(pod):
                 self.scheduler.enqueue(key_of(pod))
+
+    def _on_analysis_run(self, kind: EventKind, obj: Resource) -> None:
+        if kind != "DELETED":
+            self.analysis.enqueue(key_of(obj))
+        owner = owner_key(obj, "Deployment")
+        if owner is not None:
+            self.deployments.enqueue(owner)
 
     def _collect_dependents(self, owner: Resource) -> None:
         if owner.metadata.uid is None:
@@ -132,6 +150,16 @@ class ControllerManager:
         finally:
             await asyncio.gather(*tasks, return_exceptions=True)
             await ctx.recorder.close(grace_seconds=2.0)
+
+
+def _awaits_traffic(deployment: Deployment) -> bool:
+    """A progressive rollout whose routing is not yet confirmed by every node."""
+    rollout = deployment.status.rollout
+    return (
+        deployment.spec.strategy.type in PROGRESSIVE_TYPES
+        and rollout is not None
+        and rollout.confirmed_version < rollout.traffic.version
+    )
 
 
 async def _all_synced(ctx: ControllerContext) -> object:

@@ -1,0 +1,142 @@
+"""The analysis controller's executor: takes each AnalysisRun's measurements when they are due,
+records every one in the run's status and sets its verdict.
+
+Per reconcile of a run: stop if it is done; mark it Terminated when the rollout asked
+(`spec.terminate`); otherwise measure every metric that is due (`shoal.analysis.run.next_due`)
+through its provider, `record` the observation, write the status, and requeue for the next
+due time. The owning Deployment is woken by the manager on every run change and reads the
+verdict. The pure parts are in `shoal.analysis.run`; the providers in
+`shoal.analysis.providers`.
+
+What an `envoy` metric measures: the clusters `<namespace>.<service>.<hash>` of every Service
+that routes to the Deployment (or the one named by the metric), with `hash` the canary's or
+the stable version's pod-template-hash from the run's arguments, on every routing node's
+Envoy (`http://<node address>:<envoyAdminPort>`; the admin API listens on 127.0.0.1, so this
+reaches nodes on the control plane's host).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shoal.agent.envoy.config import cluster_name
+from shoal.analysis.providers import Target, measure
+from shoal.analysis.run import next_due, record, run_verdict
+from shoal.api.analysis import (
+    DONE_PHASES,
+    AnalysisRun,
+    AnalysisRunStatus,
+    Metric,
+    MetricResult,
+)
+from shoal.api.deployment import Deployment
+from shoal.api.errors import NotFound
+from shoal.api.rollout import selector_matches
+from shoal.api.service import Service
+from shoal.controllers.context import ControllerContext
+from shoal.controllers.queue import Key
+from shoal.controllers.rollouts import routing_nodes
+from shoal.controllers.runner import Result
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisExecutor:
+    def __init__(self, context: ControllerContext) -> None:
+        self.context = context
+
+    async def reconcile(self, key: Key) -> Result | None:
+        _, namespace, name = key
+        ctx = self.context
+        run = ctx.analysis_runs.get(namespace, name)
+        if run is None or run.done:
+            return None
+        now = ctx.clock.now()
+        status = run.status.model_copy(deep=True)
+        if status.started_at is None:
+            status.started_at, status.phase = now, "Running"
+        started_at = status.started_at
+        due_times: list[datetime] = []
+        if not run.spec.terminate:
+            for metric in run.spec.metrics:
+                result = status.result_of(metric.name)
+                due = next_due(metric, result, started_at)
+                if due is None:
+                    continue
+                if due > now:
+                    due_times.append(due)
+                    continue
+                result = await self._measure(run, metric, result)
+                _replace(status, result)
+                after = next_due(metric, result, started_at)
+                if after is not None:
+                    due_times.append(after)
+        status.phase, status.message = run_verdict(run.model_copy(update={"status": status}))
+        if status.phase in DONE_PHASES:
+            status.finished_at = ctx.clock.now()
+        changed = run.model_copy(update={"status": status})
+        changed.metadata = changed.metadata.model_copy(update={"resource_version": None})
+        try:
+            ctx.analysis_runs.remember(await ctx.client.update_status(changed))
+        except NotFound:
+            return None
+        if status.finished_at is not None or not due_times:
+            return None
+        wait = (min(due_times) - ctx.clock.now()).total_seconds()
+        return Result(requeue_after=max(wait, 0.0))
+
+    async def _measure(
+        self, run: AnalysisRun, metric: Metric, result: MetricResult | None
+    ) -> MetricResult:
+        ctx = self.context
+        target = Target()
+        if metric.provider.envoy is not None:
+            target = await self._envoy_target(run, metric, result)
+        started = ctx.clock.now()
+        observation = await measure(metric, target)
+        return record(metric, result, observation, started, ctx.clock.now())
+
+    async def _envoy_target(
+        self, run: AnalysisRun, metric: Metric, result: MetricResult | None
+    ) -> Target:
+        ctx = self.context
+        envoy = metric.provider.envoy
+        assert envoy is not None
+        args = run.spec.arg_values()
+        namespace = run.metadata.namespace or "default"
+        revision = args.get("canary-hash" if envoy.revision == "canary" else "stable-hash", "")
+        services = [envoy.service] if envoy.service else await self._services(namespace, args)
+        nodes = routing_nodes(ctx.nodes.items(), ctx.clock.now())
+        admins = {
+            node.metadata.name: f"http://{node.status.address}:{node.status.envoy_admin_port}"
+            for node in nodes
+        }
+        clusters = tuple(cluster_name(namespace, svc, revision) for svc in services if revision)
+        previous = result.snapshot if result is not None else None
+        return Target(clusters=clusters, admins=admins, previous=previous)
+
+    async def _services(self, namespace: str, args: dict[str, str]) -> list[str]:
+        """The Services whose selector picks the Deployment's pods."""
+        deployment = self.context.deployments.get(namespace, args.get("deployment", ""))
+        if deployment is None:
+            return []
+        return services_of(deployment, (await self.context.client.list(Service, namespace)).items)
+
+
+def services_of(deployment: Deployment, services: list[Service]) -> list[str]:
+    labels = deployment.spec.template.metadata.labels
+    return sorted(
+        s.metadata.name
+        for s in services
+        if s.metadata.namespace == deployment.metadata.namespace
+        and selector_matches(s.spec.selector, labels)
+    )
+
+
+def _replace(status: AnalysisRunStatus, result: MetricResult) -> None:
+    names = [r.name for r in status.metric_results]
+    if result.name in names:
+        status.metric_results[names.index(result.name)] = result
+    else:
+        status.metric_results.append(result)
