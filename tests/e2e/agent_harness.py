@@ -187,6 +187,9 @@ def leftovers_of(data_dir: Path, exclude: int | None = None) -> list[psutil.Proc
     return found
 
 
+ServerFactory = Callable[..., ShoalServer]  # the `shoal_server_factory` fixture: (env=None)
+
+
 def kill_leftovers(server: ShoalServer | Path) -> list[str]:
     """Kill by pid whatever a server left running; describe each for the failure message."""
     described = []

@@ -5,14 +5,12 @@ pod process or Envoy of it is still running (killed by pid first, so nothing lea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from agent_harness import ShoalServer, kill_leftovers
-
-ServerFactory = Callable[..., ShoalServer]
+from agent_harness import ServerFactory, ShoalServer, kill_leftovers
 
 
 @contextmanager

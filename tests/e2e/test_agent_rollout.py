@@ -13,6 +13,7 @@ import time
 
 import pytest
 from agent_harness import (
+    ServerFactory,
     ShoalServer,
     app_deployment,
     free_port,
@@ -22,7 +23,6 @@ from agent_harness import (
     wait_for,
     wait_rollout,
 )
-from conftest import ServerFactory
 
 pytestmark = pytest.mark.e2e
 

@@ -1,12 +1,15 @@
-"""The node's data plane: one supervised Envoy kept in step with the desired routing table.
+"""The node's data plane: the desired routing table kept applied to Envoy, and the confirmed
+membership of every pod that pod workers wait on.
 
-The agent runner gives it a `source` (a function computing the routing table and membership
-from its caches) and calls `invalidate()` whenever Services, Pods or Nodes change. A single sync
-task recomputes the table when it wakes (so a burst of changes costs one computation and one
-Envoy update), writes it in make-before-break order and waits for Envoy to confirm every phase
-(`apply_and_confirm`). Only then does `confirmed` move, and pod workers waiting on it
-(`wait_serving`, `drain`) wake up. That is how "Ready" means "Envoy routes to it" and how a pod
-is stopped only after Envoy has stopped sending it requests and its in-flight ones finished.
+The agent runner gives `DataPlane` an `EnvoySink` (the real one is `EnvoyNode.sink`: xDS files
+plus the admin API of the supervised Envoy; unit tests pass `MemoryEnvoySink`) and a `source`
+(a function computing the routing table and membership from its caches), and calls
+`invalidate()` whenever Services, Pods or Nodes change. A single sync task recomputes the table
+when it wakes, so a burst of changes costs one computation and one Envoy update, and applies it
+through the sink, which returns once Envoy confirmed it (make-before-break). Only then does
+`confirmed` move, and pod workers waiting on it (`wait_serving`, `drain`) wake up. That is how
+"Ready" means "Envoy routes to it" and how a pod is stopped only after Envoy has stopped sending
+it requests and its in-flight ones finished.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shoal.agent.envoy import (
+    AppliedVersions,
     EnvoyAdmin,
     EnvoyConfirmError,
+    EnvoySink,
     EnvoySupervisor,
     RoutingTable,
     XdsWriter,
@@ -35,22 +40,11 @@ MAX_RETRY_SECONDS = 5.0
 
 
 class DataPlane:
-    """Envoy process + xDS files + the confirmed membership of every pod."""
+    """The sync loop between the desired table and Envoy, and what Envoy confirmed."""
 
-    def __init__(
-        self, envoy_dir: Path, *, node_name: str, admin_port: int, source: RoutingSource
-    ) -> None:
-        self.writer = XdsWriter(envoy_dir)
-        self.node_name = node_name
-        self.admin_port = admin_port
+    def __init__(self, sink: EnvoySink, source: RoutingSource) -> None:
+        self.sink = sink
         self.source = source
-        self.supervisor = EnvoySupervisor(
-            bootstrap=self.writer.bootstrap_path,
-            admin_port=admin_port,
-            state_file=envoy_dir / "envoy.state.json",
-            log_file=envoy_dir / "envoy.log",
-            on_restart=self._restarted,
-        )
         self.desired: tuple[RoutingTable, Membership] = (RoutingTable(), {})
         self.confirmed: Membership = {}
         self.last_error: str | None = None
@@ -59,25 +53,6 @@ class DataPlane:
         self._confirmed_request = 0  # the last invalidation whose table Envoy confirmed
         self._dirty = asyncio.Event()
         self._changed = asyncio.Condition()
-
-    @property
-    def admin(self) -> EnvoyAdmin:
-        return self.supervisor.admin  # replaced when Envoy restarts
-
-    async def start(self) -> None:
-        """Write the bootstrap and start (or adopt) Envoy."""
-        self.writer.write_bootstrap(
-            node_id=self.node_name, node_cluster="shoal", admin_port=self.admin_port
-        )
-        await self.supervisor.start()
-
-    async def stop(self) -> None:
-        await self.supervisor.stop()
-
-    async def detach(self) -> None:
-        """Leave Envoy running for the next agent (the agent steps away without stopping it)."""
-        await self.supervisor.detach()
-        await self.supervisor.admin.close()
 
     def invalidate(self) -> None:
         """Something the table depends on changed: recompute and apply it soon."""
@@ -109,7 +84,7 @@ class DataPlane:
         requested = self._requested
         table, membership = self.desired = self.source()
         try:
-            await apply_and_confirm(self.writer, self.supervisor.admin, table)
+            await self.sink.apply(table)
         except (EnvoyConfirmError, OSError, ValueError) as error:
             self.last_error = str(error)
         except Exception as error:  # admin API unreachable while Envoy restarts
@@ -124,10 +99,6 @@ class DataPlane:
             return True
         log.warning("envoy config not applied: %s", self.last_error)
         return False
-
-    async def _restarted(self, pid: int) -> None:
-        log.warning("envoy restarted (pid %s); re-applying the last table", pid)
-        self._dirty.set()
 
     async def _wait(self, predicate: Callable[[], bool], seconds: float) -> bool:
         async with self._changed:
@@ -165,8 +136,63 @@ class DataPlane:
         for placement in self.confirmed.get(uid, ()):
             remaining = max(deadline - time.monotonic(), 0.0)
             with contextlib.suppress(Exception):  # Envoy gone: nothing in flight to wait for
-                if not await self.admin.wait_drained(
+                if not await self.sink.wait_drained(
                     placement.cluster, placement.host, placement.port, remaining
                 ):
                     return False
         return True
+
+
+class EnvoyNode:
+    """The node's Envoy: its process (supervised, re-adopted after an agent restart), its xDS
+    files, and `sink`, the EnvoySink that writes those files and asks Envoy to confirm them."""
+
+    def __init__(self, envoy_dir: Path, *, node_name: str, admin_port: int) -> None:
+        self.writer = XdsWriter(envoy_dir)
+        self.node_name = node_name
+        self.admin_port = admin_port
+        self.on_restart: Callable[[], None] = lambda: None
+        self.supervisor = EnvoySupervisor(
+            bootstrap=self.writer.bootstrap_path,
+            admin_port=admin_port,
+            state_file=envoy_dir / "envoy.state.json",
+            log_file=envoy_dir / "envoy.log",
+            on_restart=self._restarted,
+        )
+        self.sink = _SupervisedSink(self)
+
+    @property
+    def admin(self) -> EnvoyAdmin:
+        return self.supervisor.admin  # a new one after each restart of Envoy
+
+    async def start(self) -> None:
+        """Write the bootstrap and start (or adopt) Envoy."""
+        self.writer.write_bootstrap(
+            node_id=self.node_name, node_cluster="shoal", admin_port=self.admin_port
+        )
+        await self.supervisor.start()
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+
+    async def detach(self) -> None:
+        """Leave Envoy running for the next agent (the agent steps away without stopping it)."""
+        await self.supervisor.detach()
+        await self.supervisor.admin.close()
+
+    async def _restarted(self, pid: int) -> None:
+        log.warning("envoy restarted (pid %s); re-applying the last table", pid)
+        self.on_restart()
+
+
+class _SupervisedSink:
+    """FileEnvoySink's behaviour, always through the current Envoy's admin API."""
+
+    def __init__(self, envoy: EnvoyNode) -> None:
+        self.envoy = envoy
+
+    async def apply(self, table: RoutingTable) -> AppliedVersions:
+        return await apply_and_confirm(self.envoy.writer, self.envoy.admin, table)
+
+    async def wait_drained(self, cluster: str, host: str, port: int, timeout_s: float) -> bool:
+        return await self.envoy.admin.wait_drained(cluster, host, port, timeout_s)

@@ -24,11 +24,11 @@ import socket
 from functools import partial
 from pathlib import Path
 
-from shoal.agent.dataplane import DataPlane
+from shoal.agent.dataplane import DataPlane, EnvoyNode
 from shoal.agent.drivers.base import Driver, StartError, TaskHandle
 from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
-from shoal.agent.envoy import RoutingTable
+from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.http import AgentHttp
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
@@ -101,6 +101,16 @@ def _choose_driver(sandbox_ok: bool, reason: str, pod: Pod) -> str | StartError:
     return name
 
 
+def node_drivers(node_name: str, data_dir: Path, sandbox_ok: bool, reason: str) -> DriverChoice:
+    """The real drivers: plain processes, and the sandbox when this node can run it."""
+    drivers: dict[str, Driver] = {"process": ProcessDriver()}
+    if sandbox_ok:
+        drivers["sandbox"] = SandboxDriver(
+            node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
+        )
+    return DriverChoice(drivers, choose_driver_rule(sandbox_ok, reason))
+
+
 class Agent:
     def __init__(
         self,
@@ -111,7 +121,11 @@ class Agent:
         data_dir: Path,
         address: str = "127.0.0.1",
         drain_timeout: float = 30.0,
+        drivers: DriverChoice | None = None,
+        sink: EnvoySink | None = None,
     ) -> None:
+        """`drivers` and `sink` replace the real drivers and Envoy (unit tests pass FakeDriver
+        and MemoryEnvoySink; then no Envoy process is started)."""
         self.client = client
         self.node_name = node_name
         self.data_dir = data_dir
@@ -120,29 +134,30 @@ class Agent:
         settings = agent_settings(data_dir)
         # Swappable: a rollout strategy may split a Service into per-revision clusters.
         self.route_builder: ServiceRouteBuilder = single_cluster
-        self.dataplane = DataPlane(
-            data_dir / "envoy",
-            node_name=node_name,
-            admin_port=settings["envoy_admin_port"],
-            source=self.compute_routing,
-        )
+        self.envoy: EnvoyNode | None = None
+        if sink is None:
+            self.envoy = EnvoyNode(
+                data_dir / "envoy", node_name=node_name, admin_port=settings["envoy_admin_port"]
+            )
+            sink = self.envoy.sink
+        self.dataplane = DataPlane(sink, source=self.compute_routing)
+        if self.envoy is not None:
+            self.envoy.on_restart = self.dataplane.invalidate
         self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
         self.services: Informer[Service] = Informer(client, Service, resync_seconds=RESYNC_SECONDS)
         self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=RESYNC_SECONDS)
         self.recorder = EventRecorder(client, "agent", host=node_name)
-        self.sandbox_ok, sandbox_reason = sandbox_available()
-        drivers: dict[str, Driver] = {"process": ProcessDriver()}
-        if self.sandbox_ok:
-            drivers["sandbox"] = SandboxDriver(
-                node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
-            )
+        self.sandbox_ok = False
+        if drivers is None:
+            self.sandbox_ok, sandbox_reason = sandbox_available()
+            drivers = node_drivers(node_name, data_dir, self.sandbox_ok, sandbox_reason)
         self.context = AgentContext(
             client=client,
             node_name=node_name,
             server_url=server_url,
             data_dir=data_dir,
             dataplane=self.dataplane,
-            drivers=DriverChoice(drivers, choose_driver_rule(self.sandbox_ok, sandbox_reason)),
+            drivers=drivers,
             ports=PortAllocator(),
             records=PodRecords(data_dir / "records"),
             recorder=self.recorder,
@@ -241,7 +256,8 @@ class Agent:
 
     # -- life -------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, stop_pods: bool = True) -> None:
-        await self.dataplane.start()
+        if self.envoy is not None:
+            await self.envoy.start()
         await self.http.start()
         self.registration.agent_port = self.http.port
         await self.registration.register()
@@ -263,7 +279,8 @@ class Agent:
             for pod in self.pods.items():
                 if pod.spec.node_name == self.node_name:
                     self._feed("ADDED", pod)
-            log.info("agent %s ready (envoy admin %s)", self.node_name, self.dataplane.admin_port)
+            port = self.registration.envoy_admin_port
+            log.info("agent %s ready (envoy admin port %s)", self.node_name, port)
             await stop.wait()
         finally:
             await self._cancel_workers()
@@ -273,10 +290,10 @@ class Agent:
             await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.flush(), 2.0)
-            if stop_pods:
-                await self.dataplane.stop()
-            else:
-                await self.dataplane.detach()
+            if self.envoy is not None and stop_pods:
+                await self.envoy.stop()
+            elif self.envoy is not None:
+                await self.envoy.detach()
             await self.http.stop()
 
     async def _cancel_workers(self) -> None:
