@@ -1,0 +1,95 @@
+"""Scenario 4, bad pods among good ones (after Envoy's outlier detection): behind one Service,
+4 healthy pods, 1 slow pod (+500 ms per request) and 1 failing pod (50 % of answers are 500).
+
+Promises: Envoy's outlier detection ejects the failing pod within 5 s of the load starting
+(seen as `failed_outlier_check` on its host in Envoy's /clusters), and >= 99 % of requests
+succeed from the ejection on (the failing pod returns after its ejection time and is ejected
+again, which costs a few requests each time). The slow pod is not an error: it is only counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+from bench.loadgen import HttpLoad, free_port, percentile
+
+from chaos.harness import Cluster, Context, Result, deployment, is_ready, list_items, say, wait_for
+
+TITLE = "slow pod + failing pod: outlier ejection"
+EJECT_LIMIT = 5.0
+SUCCESS_GOAL = 0.99
+CLUSTER = "default.mix.all"
+
+
+async def host_flags(admin: int, host: str) -> str:
+    async with httpx.AsyncClient(timeout=2) as http:
+        text = (await http.get(f"http://127.0.0.1:{admin}/clusters")).text
+    prefix = f"{CLUSTER}::{host}::health_flags::"
+    return next((line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)), "")
+
+
+async def run(ctx: Context, result: Result) -> None:
+    after = 10.0 if ctx.short else 30.0
+    cluster = Cluster(ctx)
+    try:
+        await cluster.start()
+        port = free_port()
+        kinds = {"healthy": (4, {}), "slow": (1, {"DELAY_MS": "500"}),
+                 "failing": (1, {"ERROR_RATE": "0.5"})}  # fmt: skip
+        docs = [
+            deployment(name, count, env, labels={"app": "mix", "role": name})
+            for name, (count, env) in kinds.items()
+        ]
+        service = {
+            "apiVersion": "shoal/v1",
+            "kind": "Service",
+            "metadata": {"name": "mix"},
+            "spec": {"selector": {"app": "mix"}, "port": port, "targetPort": "http"},
+        }
+        await cluster.apply(*docs, service)
+
+        async def all_ready() -> bool:
+            pods = await list_items(cluster.client, "pods", "app=mix")
+            return len(pods) == 6 and all(is_ready(p) for p in pods)
+
+        if not result.check(await wait_for(all_ready, 90) is not None, "pods never ready"):
+            return
+        pods = await list_items(cluster.client, "pods", "role=failing")
+        failing = f"127.0.0.1:{pods[0]['status']['hostPort']}"
+        admin = cluster.admin_port()
+        # 64 closed-loop clients: the slow pod holds a client for 500 ms, and the failing pod
+        # must get enough requests for 5 consecutive 500s (about 62 at a 50 % error rate).
+        load = HttpLoad(port, connections=64, rate=1500)
+        started = time.monotonic()
+        load.start()
+
+        async def ejected() -> bool:
+            return "failed_outlier_check" in await host_flags(admin, failing)
+
+        took = await wait_for(ejected, 30, interval=0.05)
+        ejected_at = time.monotonic()
+        ok0, failed0 = load.figures.ok, load.figures.failed
+        await asyncio.sleep(after)
+        ok, failed = load.figures.ok - ok0, load.figures.failed - failed0
+        figures = await load.stop()
+        share = ok / (ok + failed) if ok + failed else 0.0
+        say(
+            f"failing pod {failing} ejected {took if took is None else f'{took:.2f}s'} after "
+            f"the load started ({figures.failed_between(started, ejected_at)} failed before); "
+            f"then {ok + failed:,} requests in {after:g}s, {failed} failed: success {share:.3%}; "
+            f"latency p50 {percentile(figures.latencies, 0.5) * 1000:.0f} ms, "
+            f"p99 {percentile(figures.latencies, 0.99) * 1000:.0f} ms (the slow pod)"
+        )
+        late = [round(t - ejected_at, 2) for t in figures.failure_times if t > ejected_at]
+        if late:
+            say(f"failures after the ejection, seconds after it: {late[:40]}")
+        result.check(took is not None and took <= EJECT_LIMIT, f"ejected after {took}s")
+        result.check(share >= SUCCESS_GOAL, f"success after ejection {share:.3%} < 99 %")
+        result.load = f"{figures.total:,} req, 1 slow + 1 failing of 6"
+        result.failed = f"{figures.failed} ({failed} after ejection)"
+        result.lost = "-"
+        result.recovery = f"ejected {took:.2f}s" if took is not None else "never ejected"
+    finally:
+        await cluster.close()
