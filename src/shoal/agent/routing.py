@@ -80,6 +80,7 @@ class ServiceRouting:
     listener: ServiceListener
     clusters: tuple[UpstreamCluster, ...]
     placements: Mapping[str, tuple[Placement, ...]]  # pod uid -> its endpoints
+    extra_listeners: tuple[ServiceListener, ...] = ()  # e.g. blue-green's preview port
 
 
 ServiceRouteBuilder = Callable[[Service, Sequence[PodEndpoint]], ServiceRouting]
@@ -175,6 +176,10 @@ def build_routing(
         ports_taken.add(service.spec.port)
         routing = builder(service, pod_endpoints(service, pod_list, addresses))
         listeners.append(routing.listener)
+        for extra in routing.extra_listeners:
+            if extra.port not in ports_taken:
+                ports_taken.add(extra.port)
+                listeners.append(extra)
         clusters.extend(routing.clusters)
         for uid, items in routing.placements.items():
             placements.setdefault(uid, []).extend(items)

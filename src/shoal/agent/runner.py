@@ -33,15 +33,16 @@ from shoal.agent.http import AgentHttp
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
 from shoal.agent.records import PodRecord, PodRecords
+from shoal.agent.rollout_routing import RolloutRouting, TrafficReporter
 from shoal.agent.routing import (
     Membership,
     ServiceRouteBuilder,
     build_routing,
     node_addresses,
-    single_cluster,
 )
 from shoal.agent.sandbox.availability import sandbox_available
 from shoal.agent.worker import FINALIZER, AgentContext, DriverChoice, PodWorker
+from shoal.api.deployment import Deployment
 from shoal.api.node import Node
 from shoal.api.pod import Pod
 from shoal.api.service import Service
@@ -132,15 +133,22 @@ class Agent:
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o755)  # sandboxed pods (other uids) must reach their own dirs below
         settings = agent_settings(data_dir)
-        # Swappable: a rollout strategy may split a Service into per-revision clusters.
-        self.route_builder: ServiceRouteBuilder = single_cluster
+        # Swappable: BlueGreen/Canary Deployments split a Service into per-revision clusters
+        # and confirm their traffic versions in Node.status.traffic (rollout_routing.py).
+        self.deployments: Informer[Deployment] = Informer(
+            client, Deployment, resync_seconds=RESYNC_SECONDS
+        )
+        self.rollouts = RolloutRouting(self.deployments.items, TrafficReporter(client, node_name))
+        self.route_builder: ServiceRouteBuilder = self.rollouts.build
         self.envoy: EnvoyNode | None = None
         if sink is None:
             self.envoy = EnvoyNode(
                 data_dir / "envoy", node_name=node_name, admin_port=settings["envoy_admin_port"]
             )
             sink = self.envoy.sink
-        self.dataplane = DataPlane(sink, source=self.compute_routing)
+        self.dataplane = DataPlane(
+            self.rollouts.confirming(sink), source=self.rollouts.tracking(self.compute_routing)
+        )
         if self.envoy is not None:
             self.envoy.on_restart = self.dataplane.invalidate
         self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
@@ -264,8 +272,9 @@ class Agent:
         self.pods.add_handler(self._on_pod)
         self.services.add_handler(lambda _kind, _service: self.routing_changed())
         self.nodes.add_handler(self._on_node)
+        self.deployments.add_handler(lambda _kind, _deployment: self.routing_changed())
         background_stop = asyncio.Event()
-        informers = (self.pods, self.services, self.nodes)
+        informers = (self.pods, self.services, self.nodes, self.deployments)
         background = [asyncio.create_task(informer.run(background_stop)) for informer in informers]
         background.append(asyncio.create_task(self.dataplane.run(background_stop)))
         background.append(asyncio.create_task(self._heartbeats(background_stop)))

@@ -105,8 +105,12 @@ class Destination:
 
 @dataclass(frozen=True, slots=True)
 class HeaderMatch:
+    """`name` equals `exact`; or, with `int_range` (start, end), its integer value lies in
+    [start, end) (sticky cohorts: the bucket header of cohort.py)."""
+
     name: str
-    exact: str
+    exact: str = ""
+    int_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,9 @@ class ServiceListener:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     mirror: Mirror | None = None
     access_log_path: str | None = None  # off by default: logging every request costs throughput
+    # Sticky cohorts: ("header", name) or ("cookie", name) whose value is hashed into the
+    # x-shoal-cohort request header before routing (see cohort.py).
+    cohort_source: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal.agent.envoy.cohort import cohort_filter
 from shoal.agent.envoy.config import (
     Destination,
+    HeaderMatch,
     ServiceListener,
     UpstreamCluster,
 )
@@ -121,6 +123,8 @@ def build_listener(listener: ServiceListener, rds_path: str, rds_dir: str) -> di
         },
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {_TYPE: _ROUTER}}],
     }
+    if listener.cohort_source is not None:
+        hcm["http_filters"].insert(0, cohort_filter(listener.cohort_source))
     if listener.access_log_path is not None:
         hcm["access_log"] = [
             {
@@ -216,13 +220,20 @@ def _route_action(
     return action
 
 
+def _header_match(match: HeaderMatch) -> dict[str, Any]:
+    if match.int_range is not None:
+        start, end = match.int_range
+        return {"name": match.name, "range_match": {"start": start, "end": end}}
+    return {"name": match.name, "string_match": {"exact": match.exact}}
+
+
 def build_route_configuration(listener: ServiceListener) -> dict[str, Any]:
     """RDS resource of one listener: each logical route once per method class, in order."""
     envoy_routes: list[dict[str, Any]] = []
     classes = _method_classes(listener)
     for route in listener.routes:
         for methods, reset, mirrored in classes:
-            headers = [{"name": h.name, "string_match": {"exact": h.exact}} for h in route.headers]
+            headers = [_header_match(h) for h in route.headers]
             if methods:
                 regex = "|".join(methods)
                 headers.append(
