@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from shoal.api.errors import Cause, Invalid
 from shoal.api.meta import Resource
 from shoal.api.registry import KINDS
-from shoal.server import writes
+from shoal.server import admission, writes
 from shoal.server.resources import json_response
 from shoal.server.validation import parse_json, url_causes, validate_document
 from shoal.store.base import Object, Store
@@ -75,6 +75,7 @@ def add_apply_route(router: APIRouter, store: Store) -> None:
 
     async def apply(request: Request, dry_run: bool = Query(False, alias="dryRun")) -> Response:
         batch = validate_batch(parse_json(await request.body()))
+        await admission.admit_batch(store, [obj for _cls, obj, _explicit in batch])
         results = []
         for _cls, obj, explicit in batch:
             applied = await writes.apply(store, obj, explicit, dry_run=dry_run)

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from shoal.api.errors import BadRequest
 from shoal.api.meta import API_VERSION, Resource
 from shoal.api.selectors import LabelSelector, parse_selector
-from shoal.server import writes
+from shoal.server import admission, writes
 from shoal.server.metrics import WATCH_SCOPE_KEY, ApiMetrics
 from shoal.server.validation import check_object, parse_json
 from shoal.server.watch import LineCache, OpenWatches, WatchStream
@@ -130,6 +130,7 @@ class KindRoutes:
     async def create(self, request: Request, namespace: str | None) -> Response:
         document = parse_json(await request.body())
         obj = check_object(self.cls, document, namespace, None)
+        await admission.admit(self.store, obj)
         return json_response(await writes.create(self.store, obj), 201)
 
     async def get(self, namespace: str | None, name: str) -> Response:
@@ -138,6 +139,7 @@ class KindRoutes:
     async def replace(self, request: Request, namespace: str | None, name: str) -> Response:
         document = parse_json(await request.body())
         obj = check_object(self.cls, document, namespace, name)
+        await admission.admit(self.store, obj)
         return json_response(await writes.replace(self.store, obj))
 
     async def replace_status(self, request: Request, namespace: str | None, name: str) -> Response:
