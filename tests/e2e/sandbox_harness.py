@@ -14,13 +14,19 @@ exit cleanly or left any process behind (killed by pid first).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import shutil
+import signal
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from agent_harness import PROBE_APP, ShoalServer, app_deployment, kill_leftovers
 
 from shoal.agent.sandbox.availability import sandbox_available
@@ -122,3 +128,121 @@ def pod_log(server: ShoalServer, pod: str, **params: str) -> str:
     )
     answer.raise_for_status()
     return answer.text
+
+
+# -- latency under a paced load -----------------------------------------------------------------
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
+
+
+@dataclass
+class PacedLoad:
+    """`clients` keep-alive clients (threads), each sending GET `path` through 127.0.0.1:`port`
+    every `interval` seconds (an open-ish loop: a late answer does not slow the schedule down
+    to hide itself); every request's latency is recorded, every failure counted."""
+
+    port: int
+    clients: int = 4
+    interval: float = 0.02
+    path: str = "/version"
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, seconds: float) -> PacedLoad:
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=self._client, args=(stop, index), daemon=True)
+            for index in range(self.clients)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        return self
+
+    def _client(self, stop: threading.Event, index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        next_at = time.monotonic() + index * self.interval / self.clients
+        while not stop.is_set():
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            next_at = max(next_at + self.interval, time.monotonic() - self.interval)
+            started = time.perf_counter()
+            try:
+                connection.request("GET", self.path)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException) as error:
+                self.failures.append(repr(error))
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                continue
+            self.latencies.append(time.perf_counter() - started)
+            if response.status != 200:
+                self.failures.append(f"HTTP {response.status}")
+        connection.close()
+
+    def p99_ms(self) -> float:
+        return 1000 * percentile(self.latencies, 0.99)
+
+
+def pod_tree(pid: int) -> list[psutil.Process]:
+    """A pod's processes: its leader (the handle's pid) and everything below it."""
+    leader = psutil.Process(pid)
+    return [leader, *leader.children(recursive=True)]
+
+
+def signal_tree(pid: int, signum: int) -> None:
+    for process in pod_tree(pid):
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signum)
+
+
+@dataclass
+class Interference:
+    """A neighbour's p99 in alternating windows without and with a noisy pod running (the
+    noisy pod is paused with SIGSTOP in between): on a shared machine, other load shifts both
+    sides of a pair alike, so the median of the per-pair ratios says what the noisy pod costs."""
+
+    alone_ms: list[float] = field(default_factory=list)
+    crowded_ms: list[float] = field(default_factory=list)
+    failures: int = 0
+
+    @property
+    def ratio(self) -> float:
+        ratios = sorted(c / a for a, c in zip(self.alone_ms, self.crowded_ms, strict=True) if a)
+        return ratios[len(ratios) // 2] if ratios else 0.0
+
+    def describe(self) -> str:
+        def median(values: list[float]) -> float:
+            return sorted(values)[len(values) // 2] if values else 0.0
+
+        return (
+            f"p99 alone {median(self.alone_ms):.2f} ms, with the noisy pod "
+            f"{median(self.crowded_ms):.2f} ms (medians of {len(self.alone_ms)} windows), "
+            f"median ratio {self.ratio:.2f}x"
+        )
+
+
+def measure_interference(
+    port: int, noisy_pid: int, *, pairs: int = 6, seconds: float = 2.0
+) -> Interference:
+    """Alternate windows of a paced load on `port` with the pod of `noisy_pid` paused, then
+    running; the noisy pod is left running."""
+    figures = Interference()
+    try:
+        for _ in range(pairs):
+            signal_tree(noisy_pid, signal.SIGSTOP)
+            alone = PacedLoad(port).run(seconds)
+            signal_tree(noisy_pid, signal.SIGCONT)
+            crowded = PacedLoad(port).run(seconds)
+            figures.alone_ms.append(alone.p99_ms())
+            figures.crowded_ms.append(crowded.p99_ms())
+            figures.failures += len(alone.failures) + len(crowded.failures)
+    finally:
+        signal_tree(noisy_pid, signal.SIGCONT)
+    return figures
