@@ -98,6 +98,8 @@ def test_a_failed_analysis_aborts_weight_first_then_scales_down() -> None:
     world.act("promote")
     world.settle()
     world.finish_run("Failed", "metric success-rate failed: values 0.7, 0.69")
+    world.reconcile()
+    assert world.traffic.weight == 0  # in the reconcile that saw the verdict
     world.settle(confirm=False)
     assert world.traffic.weight == 0
     assert world.traffic.canary is None

@@ -44,6 +44,7 @@ def _switch(d: Decision, new: ReplicaSet, reason: str, message: str) -> None:
     d.route(stable=hash_of(new), canary=None, weight=0, header_routes=[])
     d.keep_warm(old, settings_of(d.deployment).scale_down_delay_seconds)
     s.previous_stable_hash, s.stable_hash = old, hash_of(new)
+    s.warm_until.pop(hash_of(new), None)
     s.new_hash, s.step_index, s.promote_full, s.ready_since = None, None, False, None
     d.event("Normal", reason, message)
 
@@ -53,6 +54,7 @@ def _abort(d: Decision, reason: str, back_to: ReplicaSet | None) -> None:
     if s.aborted:
         return
     s.aborted, s.abort_reason = True, reason
+    d.route(stable=s.stable_hash, canary=None)  # at once; scaled down once confirmed
     d.stop_run()
     d.event("Warning", "RolloutAborted", reason)
     d.state("Degraded", reason, progressing("False", "RolloutAborted", reason))

@@ -75,6 +75,7 @@ def _switch_stable(d: Decision, new: ReplicaSet, reason: str, message: str) -> N
     d.route(stable=hash_of(new), canary=None, weight=0, header_routes=[])
     d.keep_warm(old, settings_of(d.deployment).scale_down_delay_seconds)
     s.previous_stable_hash, s.stable_hash = old, hash_of(new)
+    s.warm_until.pop(hash_of(new), None)
     d.event("Normal", reason, message)
 
 
@@ -83,6 +84,7 @@ def abort(d: Decision, reason: str, stable: ReplicaSet, auto_rollback: bool) -> 
     if s.aborted:
         return
     s.aborted, s.abort_reason = True, reason
+    d.route(canary=None, weight=0, header_routes=[])  # at once; scaled down once confirmed
     d.stop_run()
     d.event("Warning", "RolloutAborted", reason)
     d.state("Degraded", reason, progressing("False", "RolloutAborted", reason))
