@@ -1,10 +1,11 @@
-"""`shoal rollout status|history|undo|pause|resume|restart deployment/NAME`.
+"""`shoal rollout status|history|undo|pause|resume|restart|promote|abort|retry deployment/NAME`.
 
 Every verb that changes a Deployment goes through `change_deployment`: read, change, write
 with the read resourceVersion, and start again on a 409 Conflict, so a concurrent controller
-write is never overwritten. Strategy verbs (promote, abort, retry for canary and blue-green)
-are further small changes on the same path: a function `Deployment -> Edit`
-and a command of a few lines, added to `rollout_app` beside these.
+write is never overwritten. The strategy verbs of BlueGreen and Canary (promote [--full],
+abort, retry) write the annotation `rollout.shoal.dev/action: "<verb> <stamp>"`, which the
+deployment controller acts on once (shoal.controllers.strategies.progressive); their
+`rollout status` is the live view of `shoal.cli.rollout_view`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
-from shoal.api.deployment import REVISION_ANNOTATION, Deployment
+from shoal.api.deployment import PROGRESSIVE_TYPES, REVISION_ANNOTATION, Deployment
 from shoal.api.diffreport import DiffReport
 from shoal.api.errors import Conflict
 from shoal.api.replicaset import ReplicaSet
@@ -38,6 +40,7 @@ from shoal.cli.durations import format_age
 from shoal.cli.errors import CommandError
 from shoal.cli.output import dump_yaml, render_table
 from shoal.cli.progress import wait_for_rollouts
+from shoal.cli.rollout_view import follow_rollout, request_action
 from shoal.client import AsyncClient, Client
 
 RESTARTED_AT_ANNOTATION = "shoal.dev/restartedAt"
@@ -164,14 +167,33 @@ def status_command(
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Give up after, e.g. 60s, 5m (default: never)")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch/--no-watch", help="Follow changes (BlueGreen, Canary)")
+    ] = True,
     namespace: NamespaceOption = None,
     server: ServerOption = None,
 ) -> None:
-    """Follow a rollout until it completes (exit 0), fails or times out (exit 1)."""
+    """Follow a rollout until it completes (exit 0), fails or times out (exit 1).
+
+    BlueGreen and Canary rollouts show their step, weights per version, analysis
+    measurements and what they wait for."""
     deployment = deployment_name(ref, name)
     seconds = duration_option(timeout) if timeout is not None else None
     where = target(server, namespace)
-    wait_for_rollouts(where.server, where.namespace, [deployment], seconds)
+    with connect(where) as client:
+        strategy = client.get(Deployment, deployment, namespace=where.namespace).spec.strategy
+    if strategy.type not in PROGRESSIVE_TYPES:
+        wait_for_rollouts(where.server, where.namespace, [deployment], seconds)
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    done = asyncio.run(
+        follow_rollout(where.server, where.namespace, deployment, seconds, console, watch=watch)
+    )
+    if not done:
+        raise CommandError(
+            f"deployment/{deployment} is Degraded (see above); "
+            f"`shoal rollout retry deployment/{deployment}` starts it again"
+        )
 
 
 @rollout_app.command("history")
@@ -292,6 +314,49 @@ def resume_command(
 ) -> None:
     """Let a paused Deployment's rollout continue."""
     _change_command(ref, name, namespace=namespace, server=server, change=resume)
+
+
+def action(verb: str) -> Callable[[Deployment], Edit]:
+    """The Edit behind promote [--full], abort and retry."""
+    return lambda deployment: Edit(request_action(deployment, verb))
+
+
+@rollout_app.command("promote")
+def promote_command(
+    ref: RefArgument,
+    name: NameArgument = None,
+    *,
+    full: Annotated[bool, typer.Option("--full", help="Skip every remaining step")] = False,
+    namespace: NamespaceOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Continue a paused BlueGreen/Canary rollout (switch blue-green now; skip a canary step)."""
+    verb = "promote-full" if full else "promote"
+    _change_command(ref, name, namespace=namespace, server=server, change=action(verb))
+
+
+@rollout_app.command("abort")
+def abort_command(
+    ref: RefArgument,
+    name: NameArgument = None,
+    *,
+    namespace: NamespaceOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Stop a BlueGreen/Canary rollout: all traffic to the stable version, new pods scaled down."""
+    _change_command(ref, name, namespace=namespace, server=server, change=action("abort"))
+
+
+@rollout_app.command("retry")
+def retry_command(
+    ref: RefArgument,
+    name: NameArgument = None,
+    *,
+    namespace: NamespaceOption = None,
+    server: ServerOption = None,
+) -> None:
+    """Start an aborted BlueGreen/Canary rollout again from its first step."""
+    _change_command(ref, name, namespace=namespace, server=server, change=action("retry"))
 
 
 @rollout_app.command("restart")
