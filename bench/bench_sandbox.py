@@ -6,8 +6,19 @@ Driver level (the agent runner's apply -> ready path adds the same constant to b
   2. overhead: requests/s of the pod's tiny HTTP app (stdlib, HTTP/1.1 keep-alive), median of
      alternating rounds, sandbox vs none, with `wrk` when installed (else a Python client, which
      is then the bottleneck and the ratio says less) (goal >= 0.95x).
+Through the whole system (a real `shoal server`: API, scheduler, embedded agent, Envoy; the e2e
+harness in tests/e2e starts it and stops it by pid):
+  3. apply -> ready: a bare Pod of the probe app applied through the API until its status says
+     ready (bound by the scheduler, started by the agent, readiness probe every 10 ms), p50 over
+     N pods per isolation, alternating, in one run (goal: sandbox adds < 50 ms);
+  4. a neighbour's p99 under a paced load (200 req/s through its Service) in alternating
+     windows with a noisy pod paused and running: an OOM loop (children allocating twice the
+     memory limit, 100m CPU) and, as the control, a CPU burner with the same CPU limit; the
+     median of per-window ratios (goal < 1.2x). The control tells what the OOM kills cost from
+     what the CPU they use costs on a busy machine.
 Needs root, bubblewrap and cgroups. Every pod is stopped by the driver before the next starts.
-Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 3] [--rounds 3]`.
+Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 3] [--rounds 3]
+[--pairs 8] [--parts driver,system,neighbour]`.
 Other load on the machine shows in both columns; the load average is printed.
 """
 
@@ -21,10 +32,12 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -174,16 +187,111 @@ def ms(values: list[float], quantile: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pods", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=16)
-    options = parser.parse_args()
-    available, why = sandbox_available()
-    if not available:
-        raise SystemExit(f"sandbox unavailable: {why}")
+# -- through the whole system ----------------------------------------------------------------
+def ready_pod(name: str, app: Path, isolation: str) -> dict[str, Any]:
+    """A bare Pod of the probe app; ready once its readiness probe (every 10 ms) passes."""
+    return {
+        "apiVersion": "shoal/v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "isolation": isolation,
+            "command": [PY, str(app)],
+            "ports": [{"name": "http"}],
+            "readinessProbe": {
+                "httpGet": {"path": "/healthz", "port": "http"},
+                "periodSeconds": 0.01,
+            },
+            "resources": {"limits": {"cpu": "500m", "memory": "128Mi", "pids": 64}},
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+
+
+def apply_to_ready(client: Any, doc: dict[str, Any]) -> float:
+    """Seconds from the apply call to the API saying ready; then the pod is deleted (and gone)."""
+    from shoal.api.pod import Pod  # noqa: PLC0415
+
+    name = doc["metadata"]["name"]
+    began = time.perf_counter()
+    client.apply(doc)
+    took = None
+    while time.perf_counter() - began < 30:
+        if client.get(Pod, name).status.ready:
+            took = time.perf_counter() - began
+            break
+        time.sleep(0.005)
+    client.delete(Pod, name)
+    for _ in range(3000):
+        if not any(p.metadata.name == name for p in client.list(Pod, "default").items):
+            break
+        time.sleep(0.01)
+    if took is None:
+        raise RuntimeError(f"pod {name} was not ready within 30 s")
+    return took
+
+
+def system_figures(pods: int, pairs: int, parts: set[str]) -> None:
+    """apply -> ready and neighbour interference through a real `shoal server`."""
+    # The e2e harness (servers, manifests, paced load) lives beside the tests.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
+    import agent_harness as cluster  # noqa: PLC0415
+    import sandbox_harness as boxes  # noqa: PLC0415
+
+    with boxes.searchable_dir("shoal-bench-") as base, boxes.servers_under(base) as start:
+        server, app = start(), boxes.install_app(base)
+        print(f"shoal server with its agent and Envoy; load average {os.getloadavg()[0]:.2f}")
+        if "system" in parts:
+            took: dict[str, list[float]] = {"none": [], "sandbox": []}
+            for index in range(pods):
+                for isolation, values in took.items():
+                    doc = ready_pod(f"{isolation}-{index}", app, isolation)
+                    values.append(apply_to_ready(server.client, doc))
+            none, sandbox = statistics.median(took["none"]), statistics.median(took["sandbox"])
+            print(
+                f"apply -> ready (API, scheduler, agent, probe every 10 ms), {pods} pods each: "
+                f"none p50 {1000 * none:.1f} ms | sandbox p50 {1000 * sandbox:.1f} ms | "
+                f"sandbox adds {1000 * (sandbox - none):.1f} ms, ratio {sandbox / none:.2f}x "
+                "(goal: adds < 50 ms)"
+            )
+        if "neighbour" in parts:
+            neighbour_figures(server, app, pairs, cluster, boxes)
+
+
+def neighbour_figures(server: Any, app: Path, pairs: int, cluster: Any, boxes: Any) -> None:
+    port = cluster.free_port()
+    limits = {"cpu": "1", "memory": "128Mi", "pids": 64}
+    neighbour = boxes.app_in_sandbox("neighbour", app, replicas=1, limits=limits)
+    server.client.apply_all([neighbour, cluster.service("neighbour", port)])
+    cluster.wait_rollout(server.client, "neighbour")
+    boxes.PacedLoad(port, clients=2).run(2.0)  # warm up
+    noisy = {
+        "OOM loop (2x its 64Mi limit, 100m CPU)": (boxes.OOM_LOOP, str(128 * 2**20)),
+        "CPU burner (control, 100m CPU)": (boxes.CPU_BURN, "-"),
+    }
+    for label, (code, argument) in noisy.items():
+        limits = {"memory": "64Mi", "cpu": "100m"}
+        server.client.apply_all([boxes.script_deployment("noisy", code, argument, limits)])
+        pod = cluster.wait_for(
+            "the noisy pod", lambda: running(cluster.pods_of(server.client, "noisy"))
+        )
+        time.sleep(1.0)
+        figures = boxes.measure_interference(port, pod.status.pid, pairs=pairs, seconds=2.0)
+        log = boxes.pod_log(server, pod.metadata.name)
+        kills = log.rsplit("oom kills", 1)[1].split()[0] if "oom kills" in log else "0"
+        print(
+            f"neighbour p99 at 200 req/s, noisy pod: {label}: {figures.describe()} "
+            f"(goal < 1.2x; {kills} OOM kills so far, {figures.failures} failed requests)"
+        )
+        server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/noisy")
+        cluster.wait_for("the noisy pod to go", lambda: not cluster.pods_of(server.client, "noisy"))
+
+
+def running(pods: list[Any]) -> Any:
+    return next((pod for pod in pods if pod.status.pid is not None), None)
+
+
+async def driver_figures(options: argparse.Namespace, why: str) -> None:
     root = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="shoal-bench-sandbox-"))
     os.chmod(root, 0o755)  # the pods' uid must be able to enter it
     sandbox = SandboxDriver(f"bench-{os.getpid()}", cgroup_parent="shoal-bench")
@@ -195,7 +303,7 @@ async def main() -> None:
         none_start, sandbox_start = starts["none"], starts["sandbox"]
         added = statistics.median(sandbox_start) - statistics.median(none_start)
         print(
-            f"start -> port answering, {options.pods} pods: "
+            f"driver start -> port answering, {options.pods} pods: "
             f"none p50 {ms(none_start, 0.5):.1f} ms p90 {ms(none_start, 0.9):.1f} ms | "
             f"sandbox p50 {ms(sandbox_start, 0.5):.1f} ms p90 {ms(sandbox_start, 0.9):.1f} ms | "
             f"sandbox adds {1000 * added:.1f} ms (goal < 50 ms)"
@@ -216,5 +324,24 @@ async def main() -> None:
         shutil.rmtree(root)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=8, help="neighbour windows per noisy pod")
+    parser.add_argument("--parts", default="driver,system,neighbour")
+    options = parser.parse_args()
+    parts = set(options.parts.split(","))
+    available, why = sandbox_available()
+    if not available:
+        raise SystemExit(f"sandbox unavailable: {why}")
+    if "driver" in parts:
+        asyncio.run(driver_figures(options, why))
+    if parts & {"system", "neighbour"}:
+        system_figures(options.pods, options.pairs, parts)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -94,6 +94,42 @@ def app_in_sandbox(
     return sandboxed(app_deployment(name, **options), [SYSTEM_PYTHON, str(app)], limits=limits)
 
 
+# A parent that keeps forking children which allocate `argv[1]` bytes (each is OOM-killed when
+# that is over the pod's memory limit), and says how many the kernel killed so far.
+OOM_LOOP = (
+    "import os, sys\n"
+    "size, kills = int(sys.argv[1]), 0\n"
+    "for round in range(100000):\n"
+    "    child = os.fork()\n"
+    "    if child == 0:\n"
+    "        block = b'x' * size\n"
+    "        os._exit(0)\n"
+    "    _, status = os.waitpid(child, 0)\n"
+    "    kills += os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
+    "    if round % 5 == 0:\n"
+    "        print('rounds', round + 1, 'oom kills', kills, flush=True)\n"
+)
+# The control for OOM_LOOP: the same CPU limit spent without touching memory.
+CPU_BURN = "while True:\n    pass\n"
+
+
+def script_deployment(
+    name: str, code: str, argument: str, limits: dict[str, Any], *, isolation: str | None = None
+) -> dict[str, Any]:
+    """A Deployment of one Python script run by the system python (no probes, no ports)."""
+    deployment = sandboxed(
+        app_deployment(name, replicas=1),
+        [SYSTEM_PYTHON, "-c", code, argument],
+        limits=limits,
+        isolation=isolation,
+    )
+    spec = deployment["spec"]["template"]["spec"]
+    del spec["readinessProbe"]
+    spec["ports"] = []
+    spec["terminationGracePeriodSeconds"] = 1
+    return deployment
+
+
 @contextlib.contextmanager
 def servers_under(base: Path) -> Iterator[ServerFactory]:
     """`start(env=None)` starts one more `shoal server` with a data dir under `base`."""

@@ -19,21 +19,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
-from agent_harness import ShoalServer, app_deployment, free_port, pods_of, service, wait_for
-from agent_harness import wait_rollout as wait_ready
+from agent_harness import ShoalServer, free_port, pods_of, service, wait_for, wait_rollout
 from sandbox_harness import (
-    SYSTEM_PYTHON,
+    OOM_LOOP,
     PacedLoad,
     app_in_sandbox,
     install_app,
     measure_interference,
     pod_log,
-    sandboxed,
+    script_deployment,
     searchable_dir,
     servers_under,
     why_no_sandbox,
@@ -60,20 +58,6 @@ ALLOCATE = (
     "block = b'x' * int(sys.argv[1])\n"
     "print('still alive', flush=True)\n"
     "time.sleep(300)\n"
-)
-# A parent that keeps forking children which allocate twice the limit (each is OOM-killed).
-OOM_LOOP = (
-    "import os, sys\n"
-    "size, kills = int(sys.argv[1]), 0\n"
-    "for round in range(100000):\n"
-    "    child = os.fork()\n"
-    "    if child == 0:\n"
-    "        block = b'x' * size\n"
-    "        os._exit(0)\n"
-    "    _, status = os.waitpid(child, 0)\n"
-    "    kills += os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9\n"
-    "    if round % 20 == 0:\n"
-    "        print('rounds', round + 1, 'oom kills', kills, flush=True)\n"
 )
 # A bounded fork bomb: one setsid() daemon, then children that sleep, until fork is refused.
 FORK_BOMB = (
@@ -116,20 +100,8 @@ def neighbour(server: ShoalServer, base: Path) -> int:
     limits = {"cpu": "1", "memory": "128Mi", "pids": 64}
     deployment = app_in_sandbox("neighbour", install_app(base), replicas=1, limits=limits)
     server.client.apply_all([deployment, service("neighbour", port)])
-    wait_ready(server.client, "neighbour")
+    wait_rollout(server.client, "neighbour")
     return port
-
-
-def script_pod(name: str, code: str, argument: str, limits: dict[str, Any]) -> dict[str, Any]:
-    """A sandboxed Deployment of one Python script (no probes: it serves nothing)."""
-    deployment = sandboxed(
-        app_deployment(name, replicas=1), [SYSTEM_PYTHON, "-c", code, argument], limits=limits
-    )
-    spec = deployment["spec"]["template"]["spec"]
-    del spec["readinessProbe"]
-    spec["ports"] = []
-    spec["terminationGracePeriodSeconds"] = 1
-    return deployment
 
 
 def only_pod(server: ShoalServer, app: str) -> Pod:
@@ -147,7 +119,7 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_restarted(
 ) -> None:
     limit = 64 * MI
     server.client.apply_all(
-        [script_pod("hog", ALLOCATE, str(2 * limit), {"memory": "64Mi", "cpu": "500m"})]
+        [script_deployment("hog", ALLOCATE, str(2 * limit), {"memory": "64Mi", "cpu": "500m"})]
     )
 
     def restarted_after_oom() -> Pod | None:
@@ -175,7 +147,7 @@ def test_the_neighbour_of_an_oom_looping_pod_keeps_its_latency(
 ) -> None:
     PacedLoad(neighbour, clients=2).run(2.0)  # warm up Envoy's connections and the app
     server.client.apply_all(
-        [script_pod("looper", OOM_LOOP, str(128 * MI), {"memory": "64Mi", "cpu": "100m"})]
+        [script_deployment("looper", OOM_LOOP, str(128 * MI), {"memory": "64Mi", "cpu": "100m"})]
     )
     wait_for("the first OOM kill of the loop", lambda: oom_kills(server) > 0, timeout=60)
     looper = only_pod(server, "looper")
@@ -223,7 +195,7 @@ def test_a_fork_bomb_is_stopped_by_the_pids_limit_and_only_its_pod_suffers(
     server: ShoalServer, neighbour: int
 ) -> None:
     server.client.apply_all(
-        [script_pod("bomb", FORK_BOMB, "-", {"memory": "256Mi", "cpu": "500m", "pids": 32})]
+        [script_deployment("bomb", FORK_BOMB, "-", {"memory": "256Mi", "cpu": "500m", "pids": 32})]
     )
     refused = wait_for(
         "the fork bomb to hit its limit",
