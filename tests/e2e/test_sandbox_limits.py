@@ -48,9 +48,12 @@ pytestmark = [
     pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}"),
 ]
 MI = 2**20
-# The generous bound of the e2e test: with the OOM loop, the neighbour's p99 stays under
-# twice its own p99 plus 20 ms (the goal, < 1.2x, is what bench/bench_sandbox.py reports).
-P99_FACTOR, P99_SLACK_MS = 2.0, 20.0
+# The generous bound of the e2e test: beside the OOM loop, the neighbour's median p99 stays
+# under three times its own plus 30 ms. What it guards against is a broken memory isolation
+# (a host under memory pressure: swapping, the neighbour killed, seconds of latency); on a
+# shared 2-CPU machine the loop's CPU alone moves a few-ms p99 by a few ms, which is what
+# bench/bench_sandbox.py reports against the goal (< 1.2x), beside a CPU-only control.
+P99_FACTOR, P99_SLACK_MS = 3.0, 30.0
 
 ALLOCATE = (
     "import sys, time\n"
