@@ -26,12 +26,19 @@ test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench examples
-	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/ruff check src tests bench examples chaos
+	$(VENV)/bin/ruff format --check src tests bench examples chaos
 	$(VENV)/bin/mypy
+	MYPYPATH=src:. $(VENV)/bin/mypy --strict chaos
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The reliability suite (docs/reliability.md): every fault scenario, then one summary table.
+# `make chaos CHAOS_ARGS=--short` is the CI version (also run by tests/e2e/test_chaos_short.py);
+# `CHAOS_ARGS="--only 1,3"` picks scenarios.
+chaos: install
+	$(PY) -m chaos.run $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) build src/*.egg-info

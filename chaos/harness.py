@@ -173,7 +173,7 @@ class Context:
     def stop_all(self) -> list[str]:
         """Stop every child gracefully (newest first), then kill and name any leftover."""
         for child in reversed(self.children):
-            child.stop()
+            child.stop(60.0)  # a graceful stop drains and stops every pod first
         deadline = time.monotonic() + 5
         left = self.leftovers()
         while left and time.monotonic() < deadline:
