@@ -202,7 +202,9 @@ def ready_pod(name: str, app: Path, isolation: str) -> dict[str, Any]:
                 "httpGet": {"path": "/healthz", "port": "http"},
                 "periodSeconds": 0.01,
             },
-            "resources": {"limits": {"cpu": "500m", "memory": "128Mi", "pids": 64}},
+            # No CPU limit: a quota would throttle the interpreter's start (tens of ms of CPU),
+            # which is the limit's cost, not the sandbox's.
+            "resources": {"limits": {"memory": "128Mi", "pids": 64}},
             "terminationGracePeriodSeconds": 1,
         },
     }
