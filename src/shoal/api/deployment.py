@@ -57,7 +57,8 @@ _SETTINGS_FIELD = {
     "Canary": ("canary", "canary"),
     "ParallelRun": ("parallel_run", "parallelRun"),
 }
-PROGRESSIVE_TYPES = frozenset({"BlueGreen", "Canary"})
+# Strategies driven by a rollout step machine with confirmed traffic (status.rollout).
+PROGRESSIVE_TYPES = frozenset({"BlueGreen", "Canary", "ParallelRun"})
 
 
 class DeploymentStrategy(ApiModel):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from shoal.api.analysis import AnalysisRun, AnalysisTemplate
 from shoal.api.deployment import Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.meta import Resource
 from shoal.api.node import Node
 from shoal.api.pod import Pod
@@ -30,6 +31,7 @@ class ControllerContext:
     nodes: Informer[Node]
     analysis_runs: Informer[AnalysisRun]
     analysis_templates: Informer[AnalysisTemplate]
+    diff_reports: Informer[DiffReport]
 
     @classmethod
     def create(
@@ -48,6 +50,7 @@ class ControllerContext:
             analysis_templates=Informer(
                 client, AnalysisTemplate, clock=clock, resync_seconds=resync_seconds
             ),
+            diff_reports=Informer(client, DiffReport, clock=clock, resync_seconds=resync_seconds),
         )
 
     def informer_for(self, kind: str) -> Informer[Resource] | None:
@@ -58,6 +61,7 @@ class ControllerContext:
             "Node": self.nodes,  # type: ignore[dict-item]
             "AnalysisRun": self.analysis_runs,  # type: ignore[dict-item]
             "AnalysisTemplate": self.analysis_templates,  # type: ignore[dict-item]
+            "DiffReport": self.diff_reports,  # type: ignore[dict-item]
         }
         return table.get(kind)
 
@@ -73,6 +77,7 @@ class ControllerContext:
                     "Node",
                     "AnalysisRun",
                     "AnalysisTemplate",
+                    "DiffReport",
                 )
             )
             if i is not None

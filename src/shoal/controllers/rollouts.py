@@ -23,6 +23,7 @@ from shoal.api.errors import AlreadyExists, Conflict, NotFound
 from shoal.api.meta import find_condition
 from shoal.api.node import Node
 from shoal.api.rollout import ACTION_ANNOTATION, traffic_key
+from shoal.controllers import parallel_run
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.deployment_plan import DeploymentPlan
 from shoal.controllers.strategies.base import RolloutObservations
@@ -66,6 +67,7 @@ def observe(ctx: ControllerContext, deployment: Deployment, now: datetime) -> Ro
             ctx.nodes.items(), traffic_key(namespace, meta.name), now
         ),
         action=meta.annotations.get(ACTION_ANNOTATION),
+        diff_report=parallel_run.observed_report(ctx, deployment),
     )
 
 
@@ -80,6 +82,7 @@ async def apply(ctx: ControllerContext, deployment: Deployment, plan: Deployment
         await _terminate(ctx, namespace, name)
     if plan.revert_to is not None:
         await _revert(ctx, deployment, plan)
+    await parallel_run.sync(ctx, deployment)  # ParallelRun: the differ Pod and its report
 
 
 async def _terminate(ctx: ControllerContext, namespace: str, name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from shoal.controllers.strategies.base import Strategy
 from shoal.controllers.strategies.bluegreen import BlueGreen
 from shoal.controllers.strategies.canary import Canary
+from shoal.controllers.strategies.parallel import ParallelRun
 from shoal.controllers.strategies.recreate import Recreate
 from shoal.controllers.strategies.rolling import RollingUpdate
 
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, Strategy] = {
     "Recreate": Recreate(),
     "BlueGreen": BlueGreen(),
     "Canary": Canary(),
+    "ParallelRun": ParallelRun(),
 }
 
 

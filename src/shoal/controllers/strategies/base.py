@@ -16,6 +16,7 @@ from typing import Protocol
 
 from shoal.api.analysis import AnalysisRun, AnalysisTemplate
 from shoal.api.deployment import REVISION_ANNOTATION, Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.meta import Condition
 from shoal.api.pod import PodTemplateSpec
 from shoal.api.replicaset import ReplicaSet
@@ -35,6 +36,7 @@ class RolloutObservations:
     templates: Mapping[str, AnalysisTemplate] = field(default_factory=dict)
     confirmed_traffic: int | None = None
     action: str | None = None
+    diff_report: DiffReport | None = None  # ParallelRun: the candidate's report, if any
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ answers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shoal.api.deployment import Deployment
 from shoal.api.replicaset import ReplicaSet
 from shoal.api.rollout import BlueGreenSettings
@@ -207,7 +209,12 @@ def _handle_action(d: Decision, verb: str | None) -> None:
             s.promote_full = True
 
 
-def rollout(ctx: RolloutContext) -> RolloutStep:
+# What happens once the new version is fully up and routed to the preview (confirmed): wait
+# for promotion here; ParallelRun (`strategies.parallel`) compares it against the active one.
+PromotionGate = Callable[[Decision, ReplicaSet], None]
+
+
+def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutStep:
     d = Decision(ctx)
     s = d.status
     replicas = ctx.deployment.spec.replicas
@@ -273,7 +280,7 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
         d.state("Progressing", "waiting for every node's Envoy to route the preview")
         return d.finish()
     s.ready_since = s.ready_since or ctx.now
-    _await_promotion(d, new)
+    (gate or _await_promotion)(d, new)
     return d.finish()
 
 

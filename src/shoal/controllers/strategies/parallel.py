@@ -20,6 +20,20 @@ one-line `reason` for the Deployment's conditions and `shoal rollout status`, e.
 
     diff rate 96.0% > 1.0% after 250 samples; top differing fields:
     price (GET /price, 240 samples: 19.99 vs 20.0)
+
+The step machine (`ParallelRun`, `strategy.type: ParallelRun`) is blue-green's with this gate
+in place of "wait for promotion" (`bluegreen.rollout(ctx, gate=...)`), so the switch, abort,
+warm old version, undo and user actions are one code path:
+
+    new template ──► candidate ReplicaSet at `replicas` ──► all available ──► traffic
+    {stable: primary, canary: candidate} confirmed by every node: live requests still go
+    only to the primary, and the Service's route mirrors `mirrorPercent` of `methods` to
+    the differ Pod (`shoal.agent.parallel_routing`; the controller runs that Pod and
+    creates the DiffReport: `shoal.controllers.parallel_run`) ──► decide() every second:
+        ABORT   ─► blue-green abort: mirror off, candidate scaled to 0, Degraded + Event
+        PROMOTE ─► blue-green switch: the active port serves the candidate (confirmed),
+                   the primary stays warm scaleDownDelaySeconds (30 s)
+        PAUSE   ─► Paused until `shoal rollout promote` (the comparison goes on meanwhile)
 """
 
 from __future__ import annotations
@@ -28,12 +42,19 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from shoal.api.diffreport import DiffReport, DiffReportStatus
+from shoal.api.deployment import Deployment
+from shoal.api.diffreport import DiffReport, DiffReportStatus, report_name
 from shoal.api.parallelrun import ParallelRunSettings
+from shoal.api.replicaset import ReplicaSet
+from shoal.controllers.strategies import bluegreen
+from shoal.controllers.strategies.base import RolloutContext, RolloutStep
+from shoal.controllers.strategies.progressive import Decision, hash_of, progressing
 
 TOP_FIELDS = 3
 # Reports older than this are called out in the reason (the differ is probably not running).
 STALE_AFTER_S = 30.0
+# How often a comparing rollout looks at its report again (the differ publishes every 1 s).
+CHECK_EVERY_S = 1.0
 
 
 class GateAction(enum.Enum):
@@ -123,3 +144,65 @@ def decide(
         rate,
         fields,
     )
+
+
+def settings_of(deployment: Deployment) -> ParallelRunSettings:
+    return deployment.spec.strategy.parallel_run or ParallelRunSettings()
+
+
+def report_for(d: Decision, candidate: str) -> DiffReport | None:
+    """The observed report of this candidate (a report of another revision is not evidence)."""
+    report = d.ctx.observed.diff_report
+    name = report_name(d.deployment.metadata.name, candidate)
+    if report is None or report.metadata.name != name:
+        return None
+    return report
+
+
+def _gate(d: Decision, new: ReplicaSet) -> None:
+    """The candidate is up and mirrored to (confirmed since `ready_since`): judge it."""
+    s = d.status
+    if s.promote_full:  # `shoal rollout promote` (also after a PAUSE decision)
+        bluegreen._switch(d, new, "RolloutPromoted", f"Revision {hash_of(new)} is now active")
+        s.post_promotion_done = True
+        d.state("Progressing", "switching the active port to the candidate")
+        return
+    settings = settings_of(d.deployment)
+    started = s.ready_since or d.now
+    decision = decide(settings, report_for(d, hash_of(new)), started, d.now)
+    if decision.action is GateAction.ABORT:
+        bluegreen._abort(d, decision.reason, d.by_hash.get(s.stable_hash or ""))
+        return
+    if decision.action is GateAction.PROMOTE:
+        s.promote_full = True
+        d.event("Normal", "ParallelRunPassed", decision.reason)
+        _gate(d, new)
+        return
+    d.requeue(CHECK_EVERY_S)  # a PAUSE may still turn into an ABORT while comparing goes on
+    if decision.action is GateAction.PAUSE:
+        message = f"parallel run passed ({decision.reason}); `shoal rollout promote` switches"
+        d.state("Paused", message, progressing("Unknown", "RolloutPaused", message))
+        return
+    message = f"parallel run of {hash_of(new)}: {decision.reason}"
+    d.state("Progressing", message, progressing("True", "RolloutAnalysis", message))
+
+
+def rollout(ctx: RolloutContext) -> RolloutStep:
+    return bluegreen.rollout(ctx, gate=_gate)
+
+
+class ParallelRun:
+    """The `Strategy` object for `strategy.type: ParallelRun` (sizes as blue-green: the
+    candidate comes up in full beside the primary)."""
+
+    def max_surge(self, deployment: Deployment) -> int:
+        return deployment.spec.replicas
+
+    def max_unavailable(self, deployment: Deployment) -> int:
+        return deployment.spec.replicas // 4
+
+    def rollout(self, context: RolloutContext) -> RolloutStep:
+        return rollout(context)
+
+    def scale(self, context: RolloutContext) -> dict[str, int]:
+        return bluegreen.scale(context)
