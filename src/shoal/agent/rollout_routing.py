@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
+from shoal.agent import parallel_routing
 from shoal.agent.envoy import (
     CANARY_OVERRIDE_HEADER,
     AppliedVersions,
@@ -243,10 +244,14 @@ class RolloutRouting:
         self._computed: tuple[RoutingTable, dict[str, int]] | None = None
 
     def build(self, service: Service, endpoints: Sequence[PodEndpoint]) -> ServiceRouting:
+        # ParallelRun's differ Pods never serve live traffic; they are its mirror target.
+        live, differs = parallel_routing.split_differ(endpoints)
         deployment = deployment_of(service, self.deployments())
         if deployment is None:
-            return single_cluster(service, endpoints)
-        return service_routes(service, deployment, endpoints)
+            routing = single_cluster(service, live)
+        else:
+            routing = service_routes(service, deployment, live)
+        return parallel_routing.with_mirror(routing, service, deployment, differs)
 
     def tracking(self, source: RoutingSource) -> RoutingSource:
         """`source`, remembering the traffic versions of the table it computes."""
