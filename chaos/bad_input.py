@@ -125,9 +125,9 @@ def judge(tally: Tally, what: str, answer: tuple[int, bytes], before: int, after
         tally.problem(f"{what}: {status} without a JSON Status body: {body[:200]!r}")
         return
     if (
-        not isinstance(answer, dict)
-        or answer.get("kind") != "Status"
-        or answer.get("code") != status
+        not isinstance(decoded, dict)
+        or decoded.get("kind") != "Status"
+        or decoded.get("code") != status
     ):
         tally.problem(f"{what}: {status} body is not a matching Status: {body[:200]!r}")
         return
