@@ -42,10 +42,19 @@ from agent_harness import (
 
 from shoal.api.analysis import AnalysisRun
 from shoal.api.deployment import Deployment
+from shoal.api.pod import Pod
 from shoal.api.replicaset import ReplicaSet
 from shoal.api.rollout import ACTION_ANNOTATION, RolloutStatus
 from shoal.client import Client
 from shoal.controllers.rollback import rollback_template
+
+
+def finish(server: ShoalServer, namespace: str) -> None:
+    """Delete a phase's Deployment and wait for its pods to stop, so that the next phase
+    is measured on an idle machine (2 pods per warm version add up)."""
+    server.client.delete(Deployment, "web", namespace)
+    wait_for(f"the pods of {namespace} to stop",
+             lambda: not server.client.list(Pod, namespace).items, timeout=120)  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -118,7 +127,7 @@ def confirmed_after(client: Client, namespace: str, version_before: int) -> floa
         rollout = rollout_of(client, namespace)
         return rollout.traffic.version > version_before and rollout.traffic_confirmed
 
-    wait_for("confirmation", check, interval=0.005)
+    wait_for("confirmation", check, interval=0.01)
     return time.monotonic()
 
 
@@ -139,7 +148,7 @@ def blue_green_switches(server: ShoalServer, runs: int) -> dict[str, list[tuple[
     def doc(version: str) -> dict[str, Any]:
         d = app_deployment("web", version=version, replicas=2, namespace=ns)
         d["spec"]["strategy"] = {"type": "BlueGreen", "blueGreen": {
-            "previewPort": preview, "scaleDownDelaySeconds": 600}}  # fmt: skip
+            "previewPort": preview, "scaleDownDelaySeconds": 10}}  # fmt: skip
         return d
 
     client.apply_all([doc("v0"), service("web", port, ns)])
@@ -272,7 +281,9 @@ def main() -> None:
         server.start()
         try:
             switches = blue_green_switches(server, args.runs)
+            finish(server, "bluegreen")
             aborts = canary_aborts(server, args.runs)
+            finish(server, "abort")
             print(f"switch latency, {args.runs} runs each (request written -> ...)")
             for name, values in (*switches.items(), ("abort (canary 50 %)", aborts)):
                 print(summary(f"{name}: Envoy serves it", [v[0] for v in values]))
@@ -281,6 +292,7 @@ def main() -> None:
             for weight, measured, count in weight_accuracy(server, args.requests):
                 print(f"  weight {weight:>3} %: measured {measured:6.2f} % "
                       f"(error {measured - weight:+.2f} points, n={count})")  # fmt: skip
+            finish(server, "weights")
             print("bad canary (30 % errors), envoy success-rate analysis, from its start")
             for interval, limit in ((1.0, 1), (2.0, 2)):
                 bound = interval * limit
@@ -288,9 +300,11 @@ def main() -> None:
                     namespace = f"bad-{int(interval)}-{run}"
                     weight0, degraded = bad_canary(server, namespace, interval, limit)
                     print(
-                        f"  interval {interval:g}s failureLimit {limit} (bound {bound:g}s): "
-                        f"weight 0 after {weight0:.2f}s, Degraded after {degraded:.2f}s"
+                        f"  interval {interval:g}s failureLimit {limit}: weight 0 after "
+                        f"{weight0:.2f}s, Degraded after {degraded:.2f}s (interval x "
+                        f"failureLimit = {bound:g}s; acceptance bound {bound + 2:g}s)"
                     )
+                    finish(server, namespace)
         finally:
             server.close()
             code = server.stop()
