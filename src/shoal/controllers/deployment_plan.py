@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shoal.api.analysis import AnalysisRun
-from shoal.api.deployment import REVISION_ANNOTATION, Deployment, DeploymentStatus
+from shoal.api.deployment import (
+    PROGRESSIVE_TYPES,
+    REVISION_ANNOTATION,
+    Deployment,
+    DeploymentStatus,
+)
 from shoal.api.meta import Condition, find_condition, set_condition
 from shoal.api.pod import PodTemplateSpec
 from shoal.api.replicaset import ReplicaSet
@@ -125,7 +130,9 @@ def reconcile_deployment(
     sizes: dict[str, int] = {}
     rollout = False
     step = RolloutStep()
-    if deployment.spec.paused or is_scaling_event(deployment, context.all):
+    # BlueGreen and Canary hold a pause themselves (an abort must still work while paused).
+    holding = deployment.spec.paused and deployment.spec.strategy.type not in PROGRESSIVE_TYPES
+    if holding or is_scaling_event(deployment, context.all):
         sizes = strategy.scale(context)
         if deployment.spec.paused:
             plan.deletes = history_to_delete(deployment, old)

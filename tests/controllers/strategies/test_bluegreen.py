@@ -133,3 +133,15 @@ def test_abort_before_promotion_and_retry() -> None:
     world.settle()
     assert world.sizes() == {"v1": 2, "v2": 2}
     assert world.rollout.phase == "Paused"
+
+
+def test_a_paused_deployment_does_not_even_start_the_new_version() -> None:
+    world = bluegreen_world()
+    world.deployment.spec.paused = True
+    world.set_template("v2")
+    world.settle()
+    assert world.sizes() == {"v1": 2}
+    assert world.rollout.phase == "Paused"
+    world.deployment.spec.paused = False
+    world.settle()
+    assert world.sizes() == {"v1": 2, "v2": 2}

@@ -212,3 +212,19 @@ def test_no_node_means_nothing_to_wait_for() -> None:
     world.set_template("v2")
     world.settle(confirm=False)
     assert world.traffic.stable == world.hash("v2")
+
+
+def test_abort_works_while_paused_and_nothing_advances() -> None:
+    world = canary_world([{"setWeight": 20}, {"setWeight": 60}, {"pause": {}}])
+    world.set_template("v2")
+    world.reconcile()
+    world.make_available()
+    world.confirm()
+    world.deployment.spec.paused = True
+    world.settle()
+    assert world.rollout.phase == "Paused"
+    assert world.traffic.weight == 0
+    world.act("abort")
+    world.settle()
+    assert world.rollout.phase == "Degraded"
+    assert world.sizes() == {"v1": 5, "v2": 0}

@@ -228,6 +228,8 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
         s.stable_hash = hash_of(active)
     d.keep(hash_of(active))
     new = ctx.new
+    if new is None and d.hold_if_paused():
+        return d.finish()
     if new is None:
         d.step.create_new = replicas
         s.aborted, s.abort_reason = False, None
@@ -267,6 +269,8 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
             f"{reason}; `shoal rollout retry` starts it again",
             progressing("False", "RolloutAborted", reason),
         )
+        return d.finish()
+    if d.hold_if_paused():
         return d.finish()
     d.scale(new, replicas)
     if new.status.available_replicas < replicas:

@@ -212,6 +212,8 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
         s.stable_hash = hash_of(stable)
     d.keep(hash_of(stable))
     new = ctx.new
+    if new is None and d.hold_if_paused():
+        return d.finish()
     if new is None:
         d.step.create_new = canary_replicas(replicas, 0)
         s.aborted, s.abort_reason = False, None
@@ -254,6 +256,9 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
             f"{reason}; `shoal rollout retry` starts the canary again",
             progressing("False", "RolloutAborted", reason),
         )
+        return d.finish()
+    if d.hold_if_paused():
+        d.scale(new, max(new.spec.replicas, canary_replicas(replicas, s.traffic.weight)))
         return d.finish()
     for _ in range(MAX_STEPS_PER_RECONCILE):
         if s.promote_full or (s.step_index or 0) >= len(settings.steps):

@@ -210,6 +210,17 @@ class Decision:
         if condition is not None:
             self.step.condition = condition
 
+    def hold_if_paused(self) -> bool:
+        """`spec.paused` (`shoal rollout pause`): nothing advances, actions still apply."""
+        if not self.deployment.spec.paused:
+            return False
+        self.state(
+            "Paused",
+            "paused by `shoal rollout pause`; `shoal rollout resume` continues",
+            progressing("Unknown", "DeploymentPaused", "Deployment is paused"),
+        )
+        return True
+
     def finish(self) -> RolloutStep:
         self._scale_down_others()
         self.step.rollout = self.status
