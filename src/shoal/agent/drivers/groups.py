@@ -41,6 +41,15 @@ def is_alive(pid: int) -> bool:
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) pids whose process group is `pgid`."""
+    # The usual answer after a pod's process ended is "nobody": signal 0 says so without
+    # reading every /proc/<pid>/stat on the machine (a scan that blocked the server's event
+    # loop for milliseconds per call, measured with 30 crash-looping pods).
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass  # someone is there (another uid in a sandbox): look closer
     members: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
