@@ -31,7 +31,7 @@ async def host_flags(admin: int, host: str) -> str:
 
 
 async def run(ctx: Context, result: Result) -> None:
-    after = 10.0 if ctx.short else 30.0
+    after = 5.0 if ctx.short else 30.0
     cluster = Cluster(ctx)
     try:
         await cluster.start()

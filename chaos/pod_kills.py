@@ -60,7 +60,7 @@ async def recovery_time(cluster: Cluster, killed: int, killed_at: float, within:
 
 
 async def run(ctx: Context, result: Result) -> None:
-    seconds = 12 if ctx.short else 60
+    seconds = 8 if ctx.short else 60
     env = {DISABLE_RETRIES_VARIABLE: "1"} if ctx.sabotage else {}
     cluster = Cluster(ctx, env=env)
     try:

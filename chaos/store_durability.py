@@ -131,7 +131,7 @@ async def audit(url: str, ledger: Ledger, result: Result, when: str) -> int:
 
 
 async def run(ctx: Context, result: Result) -> None:
-    kills = 5 if ctx.short else 20
+    kills = 3 if ctx.short else 20
     port, data_dir = free_port(), ctx.dir / "data"
     url = f"http://127.0.0.1:{port}"
     server = ctx.bare_api(data_dir, port)
