@@ -138,8 +138,11 @@ def test_noise_learned_post_never_mirrored_pause_then_promote(shoal_server: Shoa
         assert sum(c.get("GET", 0) for c in counts) > 0, counts
         assert sum(c.get("POST", 0) for c in counts) == 0, counts
         assert all(c.get("GET", 0) == c["shadow"].get("GET", 0) for c in counts), counts
-        status_text = shoal(shoal_server, "rollout", "diffs", "deployment/web")
-        assert "requestId" in status_text or "GET /price" in status_text, status_text
+        diffs_text = shoal(shoal_server, "rollout", "diffs", "deployment/web")
+        assert "GET /price" in diffs_text and "requestId" in diffs_text, diffs_text
+        status_text = shoal(shoal_server, "rollout", "status", "deployment/web", "--no-watch")
+        assert "100% of GET,HEAD mirrored to the differ" in status_text, status_text
+        assert "differing 0" in status_text, status_text
         shoal(shoal_server, "rollout", "promote", "deployment/web")
         wait_for("the switch", lambda: healthy_at(shoal_server, candidate), ROLLOUT_TIMEOUT)
         wait_for("the candidate answering", lambda: _version(port) == "v2")

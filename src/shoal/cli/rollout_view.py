@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.live import Live
@@ -28,9 +29,11 @@ from rich.text import Text
 
 from shoal.api.analysis import AnalysisRun
 from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL, PROGRESSIVE_TYPES, Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.replicaset import ReplicaSet
 from shoal.api.rollout import ACTION_ANNOTATION, CanaryStep
 from shoal.cli.errors import CommandError
+from shoal.cli.parallel_view import fetch_report, parallel_rows
 from shoal.cli.watching import follow_object
 from shoal.client import AsyncClient
 
@@ -103,11 +106,12 @@ def _traffic_line(deployment: Deployment, sets: list[ReplicaSet]) -> str:
     rollout = deployment.status.rollout
     assert rollout is not None
     traffic = rollout.traffic
-    if deployment.spec.strategy.type == "BlueGreen":
+    if deployment.spec.strategy.type in ("BlueGreen", "ParallelRun"):
         preview = deployment.spec.strategy.blue_green
         port = f" (port {preview.preview_port})" if preview and preview.preview_port else ""
         parts = [f"active {_revision(traffic.stable, sets)}"]
-        parts.append(f"preview{port} {_revision(traffic.canary or traffic.stable, sets)}")
+        side = "preview" if deployment.spec.strategy.type == "BlueGreen" else "compared"
+        parts.append(f"{side}{port} {_revision(traffic.canary or traffic.stable, sets)}")
     else:
         weight = traffic.weight if traffic.canary else 0
         parts = [f"stable {_revision(traffic.stable, sets)} {100 - weight}%"]
@@ -147,7 +151,10 @@ def _created(run: AnalysisRun) -> float:
 
 
 def rollout_lines(
-    deployment: Deployment, sets: list[ReplicaSet], runs: list[AnalysisRun]
+    deployment: Deployment,
+    sets: list[ReplicaSet],
+    runs: list[AnalysisRun],
+    report: DiffReport | None = None,
 ) -> list[tuple[str, str]]:
     """(label, text) rows describing where a progressive rollout stands."""
     rollout = deployment.status.rollout
@@ -161,6 +168,7 @@ def rollout_lines(
     if steps:
         rows.append(("steps", steps))
     rows.append(("traffic", _traffic_line(deployment, sets)))
+    rows += parallel_rows(deployment, report, datetime.now(UTC))  # ParallelRun only
     current = next((r for r in runs if r.metadata.name == rollout.analysis_run), None)
     if current is None and runs:
         current = max(runs, key=_created)
@@ -233,7 +241,8 @@ async def follow_rollout(
                         if deployment is None:
                             raise CommandError(f"deployment/{name} not found (deleted?)")
                         sets, runs = await _snapshot(client, deployment)
-                        text = render(rollout_lines(deployment, sets, runs))
+                        report = await fetch_report(client, deployment)
+                        text = render(rollout_lines(deployment, sets, runs, report))
                         if live is not None:
                             live.update(Text(text), refresh=True)
                         elif text != last:
