@@ -100,6 +100,8 @@ async def test_unknown_pod_and_bad_parameters_are_status_errors(api: httpx.Async
     assert unknown.json()["kind"] == "Status" and NODE in unknown.json()["message"]
     bad = await api.get("/pods/default/nope/log", params={"tailLines": -1})
     assert bad.status_code == 422 and "tailLines" in bad.json()["message"]
+    climbing = await api.get("/pods/default/web/log", params={"uid": "../../../etc"})
+    assert climbing.status_code == 400
 
 
 async def test_uid_from_the_server_wins_over_a_stale_cache(

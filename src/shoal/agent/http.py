@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from shoal.agent.logs import PodLogs, follow, tail_lines
 from shoal.agent.ports import can_bind
 from shoal.agent.records import PodRecords
 from shoal.agent.usage import UsageSampler, read_usage, usage_document
-from shoal.api.errors import ApiError, Invalid, NotFound
+from shoal.api.errors import ApiError, BadRequest, Invalid, NotFound
 from shoal.api.pod import Pod
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ FOLLOW_POLL_SECONDS = 0.2
 FOLLOW_CHECK_SECONDS = 1.0
 CHUNK_BYTES = 64 * 1024
 TEXT = "text/plain; charset=utf-8"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 # A followed log is the only long answer; shutdown ends it within FOLLOW_CHECK_SECONDS.
 SHUTDOWN_GRACE_SECONDS = 2
 
@@ -152,6 +154,9 @@ def create_agent_app(view: AgentView) -> FastAPI:
         tail: int | None = Query(None, alias="tailLines", ge=0),
         uid: str | None = None,
     ) -> Response:
+        if not all(map(SAFE_NAME.fullmatch, (namespace, name, uid or "x"))):
+            # They become a directory name: nothing that could climb out of the logs root.
+            return _status(BadRequest("namespace, name and uid must be plain names"))
         pod = view.find_pod(namespace, name)
         known = uid or (pod.metadata.uid if pod is not None else None)
         if not known:
