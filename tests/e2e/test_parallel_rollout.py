@@ -223,6 +223,7 @@ def test_differ_killed_mid_run_costs_no_live_request(shoal_server: ShoalServer) 
             30,
         )
         wait_for("the promotion", lambda: healthy_at(shoal_server, candidate), ROLLOUT_TIMEOUT)
+        wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
         assert load.total > before
     assert load.failed == 0, load.errors
 

@@ -11,6 +11,7 @@ from controller_samples import T0
 
 from shoal.api.analysis import AnalysisRun, AnalysisTemplate
 from shoal.api.deployment import Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.replicaset import ReplicaSet
 from shoal.api.rollout import ACTION_ANNOTATION, RolloutStatus, TrafficRouting
 from shoal.controllers.deployment_plan import DeploymentPlan, reconcile_deployment
@@ -75,6 +76,7 @@ class World:
         self.events: list[tuple[str, str, str]] = []
         self.created = 0
         self._stamp = 0
+        self.diff_report: DiffReport | None = None  # ParallelRun: what the differ reported
 
     # -- the world -------------------------------------------------------------------
     @property
@@ -105,6 +107,7 @@ class World:
             templates=self.templates,
             confirmed_traffic=self.node_version,
             action=self.deployment.metadata.annotations.get(ACTION_ANNOTATION),
+            diff_report=self.diff_report,
         )
         plan = reconcile_deployment(
             self.deployment, list(self.sets.values()), {}, self.now, observed
