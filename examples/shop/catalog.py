@@ -1,13 +1,27 @@
-"""catalog: the products and their prices (GET /products, GET /products/<id>)."""
+"""catalog: the products and their prices (GET /products, GET /products/<id>).
+
+PRICE_ROUNDING=up rounds prices up to whole units: the "changed rounding" that
+examples/shop/parallel-run.yaml catches in a parallel run before any user sees it.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+
 from shop.web import VERSION, Handler, json_response, serve
 
+ROUND_UP = os.environ.get("PRICE_ROUNDING") == "up"
+
+
+def price(value: float) -> float:
+    return float(math.ceil(value)) if ROUND_UP else value
+
+
 PRODUCTS = [
-    {"id": "kettle", "name": "Kettle", "price": 24.5},
-    {"id": "teapot", "name": "Teapot", "price": 18.0},
-    {"id": "mug", "name": "Mug", "price": 6.25},
+    {"id": "kettle", "name": "Kettle", "price": price(24.5)},
+    {"id": "teapot", "name": "Teapot", "price": price(18.0)},
+    {"id": "mug", "name": "Mug", "price": price(6.25)},
 ]
 
 
