@@ -19,7 +19,7 @@ from shoal.agent.routing import (
 )
 from shoal.api.meta import Condition
 from shoal.api.node import Node
-from shoal.api.pod import Pod
+from shoal.api.pod import ContainerPort, Pod
 from shoal.api.service import Service
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -136,10 +136,16 @@ def test_the_route_builder_can_be_swapped_per_service() -> None:
     assert membership["uid-b"][0].cluster == "default.web.v2"
 
 
-def test_is_selected_needs_a_matching_service_with_a_port() -> None:
-    assert is_selected([service("web", 8080)], pod("a"))
-    assert not is_selected([service("db", 8080, app="db")], pod("a"))
-    assert not is_selected([service("web", 8080, target="metrics")], pod("a"))
+def test_is_selected_needs_a_matching_service_and_the_port_in_the_spec() -> None:
+    p = pod("a", port=None)  # not started yet: no port numbers in its status
+    p.spec.ports = [ContainerPort(name="http")]
+    assert is_selected([service("web", 8080)], p)
+    assert is_selected([service("web", 8080, target="http")], p)
+    assert is_selected([service("web", 8080, target=9000)], p)
+    assert not is_selected([service("db", 8080, app="db")], p)
+    assert not is_selected([service("web", 8080, target="metrics")], p)
+    p.spec.ports = []
+    assert not is_selected([service("web", 8080)], p)
 
 
 def test_node_addresses() -> None:

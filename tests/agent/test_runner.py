@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from agent_api import eventually, running_api
 
+from shoal.agent.context import DriverChoice
 from shoal.agent.drivers.base import TaskHandle
 from shoal.agent.drivers.fake import FakeDriver
 from shoal.agent.envoy import AppliedVersions, MemoryEnvoySink, RoutingTable
 from shoal.agent.records import PodRecord
 from shoal.agent.runner import Agent, agent_settings
-from shoal.agent.worker import DriverChoice
 from shoal.api.errors import NotFound
 from shoal.api.node import Node
 from shoal.api.pod import Pod
@@ -99,7 +99,7 @@ async def test_runs_bound_pods_routes_them_and_stops_all_on_a_graceful_stop(
     await create_pods(client, 2)
     await create_pods_elsewhere(client)
     await eventually(lambda: all_ready_on(client, 2))
-    assert running.sink.sizes[-1] == 2, "both pods are in Envoy"
+    await eventually(lambda: running.sink.sizes[-1] == 2)  # both pods are in Envoy
     assert len(driver.alive) == 2, "the pod bound to another node is not ours"
     await halt(running)
     assert not driver.alive, "a graceful stop stops every pod"

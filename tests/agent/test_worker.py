@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from agent_api import eventually, running_api
 
+from shoal.agent.context import AgentContext, DriverChoice
 from shoal.agent.dataplane import DataPlane
 from shoal.agent.drivers.base import ExitStatus, StartError, TaskHandle
 from shoal.agent.drivers.fake import FakeDriver
@@ -22,7 +23,7 @@ from shoal.agent.envoy import AppliedVersions, MemoryEnvoySink, RoutingTable
 from shoal.agent.ports import PortAllocator
 from shoal.agent.records import PodRecord, PodRecords
 from shoal.agent.routing import build_routing
-from shoal.agent.worker import FINALIZER, AgentContext, DriverChoice, PodWorker
+from shoal.agent.worker import FINALIZER, PodWorker
 from shoal.api.errors import NotFound
 from shoal.api.pod import Pod
 from shoal.api.service import Service
@@ -165,7 +166,7 @@ async def test_ready_waits_for_envoy_and_deletion_drains_before_stopping(rig: Ri
     port = current.status.host_port
     assert port is not None
     confirmed = [i for i, e in enumerate(rig.log) if e == ("envoy", {port: False})]
-    assert confirmed, "Ready only after Envoy listed the pod"
+    assert confirmed, f"Ready only after Envoy listed the pod: {rig.log} {port}"
     rig.sink.in_flight[("default.web.all", "127.0.0.1", port)] = 1
     await rig.client.delete(Pod, "web")
     await eventually(lambda: ("envoy", {port: True}) in rig.log)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RoutingSource = Callable[[], tuple[RoutingTable, Membership]]
 MAX_RETRY_SECONDS = 5.0
+MIN_SYNC_INTERVAL = 0.05  # seconds between the starts of two syncs
 
 
 class DataPlane:
@@ -62,6 +63,7 @@ class DataPlane:
     async def run(self, stop: asyncio.Event) -> None:
         """Apply the latest table until `stop`; failed applies are retried with backoff."""
         backoff = 0.05
+        last_sync = -MIN_SYNC_INTERVAL
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while True:
@@ -70,6 +72,10 @@ class DataPlane:
                 waiter.cancel()
                 if stop.is_set():
                     return
+                # A change right after a sync (a burst: 200 pods getting ready) waits a little,
+                # so that one table carries many changes; a lone change goes at once.
+                await asyncio.sleep(max(0.0, last_sync + MIN_SYNC_INTERVAL - time.monotonic()))
+                last_sync = time.monotonic()
                 self._dirty.clear()
                 if await self._sync():
                     backoff = 0.05

@@ -10,13 +10,28 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from shoal.agent.runner import Agent, default_node_name
 from shoal.client import AsyncClient
 
 
-async def run(server: str, data_dir: Path, node_name: str | None = None) -> None:
+def run(server: str, data_dir: Path, node_name: str | None = None) -> None:
+    """Entry point of `shoal agent`: run until SIGINT/SIGTERM (on uvloop when installed)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(_run(server, data_dir, node_name))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional at import time, chosen at start
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _run(server: str, data_dir: Path, node_name: str | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

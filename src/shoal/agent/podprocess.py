@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
-from shoal.agent.drivers.base import Limits
+from shoal.agent.drivers.base import Limits, ProcessSpec
 from shoal.api.pod import Pod, PodSpec
 from shoal.api.quantity import parse_bytes, parse_cpu_millis
 from shoal.api.service import Service
@@ -69,3 +70,29 @@ def owner_name(pod: Pod) -> str:
     if hash_label and ref.name.endswith("-" + hash_label):
         return ref.name[: -len(hash_label) - 1]
     return ref.name
+
+
+def process_spec(
+    pod: Pod,
+    *,
+    workdir: Path,
+    log_path: Path,
+    services: Iterable[Service],
+    server_url: str,
+    ports: dict[str, int],
+) -> ProcessSpec:
+    """What a driver runs for `pod` with these ports (from `assign_ports`, or a record's)."""
+    _, primary = assign_ports(pod.spec, ports)
+    return ProcessSpec(
+        argv=[*pod.spec.command, *pod.spec.args],
+        cwd=Path(pod.spec.working_dir) if pod.spec.working_dir else workdir,
+        log_path=log_path,
+        pod_uid=pod.metadata.uid or "",
+        pod_name=pod.metadata.name,
+        namespace=pod.metadata.namespace or "default",
+        env=pod_environment(pod, services, server_url),
+        ports=ports,
+        primary_port=primary,
+        limits=pod_limits(pod.spec),
+        owner=owner_name(pod),
+    )

@@ -3,11 +3,15 @@
 Called only by the pod worker. Reads start from the agent's informer cache (the newest version
 the agent knows), a 409 Conflict re-reads the pod from the server and tries again, and every
 version the server returns is written through to the cache and handed to `on_change`, so the
-worker and the routing table see the agent's own writes at once.
+worker and the routing table see the agent's own writes at once. Writes of one pod happen one
+at a time, in the order they were asked for (a worker may fire one and go on), and none before
+`gate` is set or `GATE_SECONDS` have passed (the worker holds writes back while another
+component's write to the pod is due, instead of racing it into a 409 Conflict).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -20,6 +24,7 @@ from shoal.controllers.informer import Informer
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
+GATE_SECONDS = 1.0
 
 
 class PodWrites:
@@ -29,12 +34,17 @@ class PodWrites:
         cache: Informer[Pod],
         pod: Pod,
         on_change: Callable[[Pod], None],
+        gate: asyncio.Event | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
         self.pod = pod
         self.uid = pod.metadata.uid
         self.on_change = on_change
+        self._turn = asyncio.Lock()  # FIFO: writes land in the order they were asked for
+        self.gate = gate or asyncio.Event()
+        if gate is None:
+            self.gate.set()
 
     def latest(self) -> Pod:
         cached = self.cache.get(self.pod.metadata.namespace, self.pod.metadata.name)
@@ -45,6 +55,11 @@ class PodWrites:
     async def status(self, mutate: Callable[[PodStatus], None]) -> None:
         """Apply `mutate` to the newest status and write it, unless it changes nothing.
         Dropped when the pod is gone or the server refuses it (logged)."""
+        async with self._turn:
+            await self._wait_gate()
+            await self._status(mutate)
+
+    async def _status(self, mutate: Callable[[PodStatus], None]) -> None:
         for _ in range(ATTEMPTS):
             pod = self.latest()
             status = pod.status.model_copy(deep=True)
@@ -66,6 +81,17 @@ class PodWrites:
 
     async def finalizer(self, name: str, present: bool) -> bool:
         """Add or remove finalizer `name`; False when the pod is gone."""
+        async with self._turn:
+            await self._wait_gate()
+            return await self._finalizer(name, present)
+
+    async def _wait_gate(self) -> None:
+        if not self.gate.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
+            self.gate.set()
+
+    async def _finalizer(self, name: str, present: bool) -> bool:
         for _ in range(ATTEMPTS):
             pod = self.latest()
             if (name in pod.metadata.finalizers) == present:

@@ -1,6 +1,9 @@
 """What the agent remembers about each pod on disk, so that a restarted agent re-adopts the
 running processes instead of starting duplicates: the driver's task handle (pid + process start
-time), the allocated ports and the restart count. One JSON file per pod uid, written atomically.
+time), the allocated ports and the restart count. One JSON file per pod uid, written atomically
+(temp file + rename). Not fsync'ed: what must survive is a crash of the agent, and the kernel
+keeps the file for that; a crash of the machine ends the pods too (a lost or empty record then
+means "not running", which is true).
 
 Used by the agent runner (listing at start-up) and by pod workers (save on start, remove on stop).
 """
@@ -8,7 +11,6 @@ Used by the agent runner (listing at start-up) and by pod workers (save on start
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,10 +63,7 @@ class PodRecords:
     def save(self, record: PodRecord) -> None:
         path = self._path(record.uid)
         temporary = path.with_suffix(".tmp")
-        with temporary.open("w") as handle:
-            json.dump(record.to_json(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temporary.write_text(json.dumps(record.to_json()))
         temporary.replace(path)
 
     def load(self, uid: str) -> PodRecord | None:

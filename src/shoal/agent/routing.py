@@ -187,6 +187,17 @@ def build_routing(
     return table, {uid: tuple(items) for uid, items in placements.items()}
 
 
+def has_target(service: Service, pod: Pod) -> bool:
+    """Whether the pod's spec declares the port the Service sends traffic to (its status may
+    not carry the allocated numbers yet)."""
+    target = service.spec.target_port
+    if target is None:
+        return bool(pod.spec.ports)
+    if isinstance(target, int) or target.isdigit():
+        return True
+    return any(port.name == target for port in pod.spec.ports)
+
+
 def is_selected(services: Iterable[Service], pod: Pod) -> bool:
     """Whether any Service routes to this pod (if none, Ready needs no Envoy confirmation)."""
-    return any(selects(service, pod) and target_port(service, pod) for service in services)
+    return any(selects(service, pod) and has_target(service, pod) for service in services)

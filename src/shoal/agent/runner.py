@@ -24,6 +24,7 @@ import socket
 from functools import partial
 from pathlib import Path
 
+from shoal.agent.context import AgentContext, DriverChoice
 from shoal.agent.dataplane import DataPlane, EnvoyNode
 from shoal.agent.drivers.base import Driver, StartError, TaskHandle
 from shoal.agent.drivers.process import ProcessDriver
@@ -41,7 +42,7 @@ from shoal.agent.routing import (
     node_addresses,
 )
 from shoal.agent.sandbox.availability import sandbox_available
-from shoal.agent.worker import FINALIZER, AgentContext, DriverChoice, PodWorker
+from shoal.agent.worker import FINALIZER, PodWorker
 from shoal.api.deployment import Deployment
 from shoal.api.node import Node
 from shoal.api.pod import Pod
@@ -190,6 +191,7 @@ class Agent:
         )  # fmt: skip
         self.ready = asyncio.Event()
         self._addresses: dict[str, str] = {}
+        self._unscheduled: set[str] = set()  # uids of pods seen without a node
 
     # -- routing --------------------------------------------------------------------------------
     def compute_routing(self) -> tuple[RoutingTable, Membership]:
@@ -210,6 +212,10 @@ class Agent:
     # -- pods -----------------------------------------------------------------------------------
     def _on_pod(self, kind: EventKind, pod: Pod) -> None:
         self.routing_changed()
+        if pod.spec.node_name is None and kind != "DELETED":
+            self._unscheduled.add(pod.metadata.uid or "")
+        elif kind == "DELETED" or pod.spec.node_name != self.node_name:
+            self._unscheduled.discard(pod.metadata.uid or "")
         if pod.spec.node_name == self.node_name and self.ready.is_set():
             self._feed(kind, pod)
 
@@ -229,7 +235,10 @@ class Agent:
             and self.context.records.load(uid) is None
         ):
             return  # being deleted before it ever ran here: nothing to stop
-        worker = PodWorker(self.context, pod)
+        # Seen unbound: the scheduler is about to write PodScheduled; the worker's first write
+        # waits for it rather than race it into a 409 Conflict.
+        worker = PodWorker(self.context, pod, scheduling=uid in self._unscheduled)
+        self._unscheduled.discard(uid)
         self.workers[uid] = worker
         task = asyncio.create_task(worker.run(), name=f"pod-{pod.metadata.name}")
         self.tasks[uid] = task
@@ -299,6 +308,7 @@ class Agent:
             await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.flush(), 2.0)
+            await self.context.probe_client.aclose()
             if self.envoy is not None and stop_pods:
                 await self.envoy.stop()
             elif self.envoy is not None:

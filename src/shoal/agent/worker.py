@@ -26,85 +26,50 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from functools import partial
-from pathlib import Path
+from typing import Any
 
 from shoal.agent import podstatus
-from shoal.agent.dataplane import DataPlane
+from shoal.agent.context import AgentContext
 from shoal.agent.drivers.base import Driver, ExitStatus, ProcessSpec, StartError, TaskHandle
 from shoal.agent.exec_action import ExecContext
 from shoal.agent.lifecycle import StopOutcome, stop_pod
 from shoal.agent.logs import PodLogs
-from shoal.agent.podprocess import (
-    assign_ports,
-    owner_name,
-    pod_environment,
-    pod_limits,
-    port_names_to_allocate,
-)
+from shoal.agent.podprocess import assign_ports, port_names_to_allocate, process_spec
 from shoal.agent.podwrites import PodWrites
-from shoal.agent.ports import PortAllocator, PortsExhaustedError
-from shoal.agent.probe_checks import ProbeTarget
+from shoal.agent.ports import PortsExhaustedError
+from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_probe
 from shoal.agent.probes import PodProber, ProbeEvent
-from shoal.agent.records import PodRecord, PodRecords
+from shoal.agent.records import PodRecord
 from shoal.agent.restarts import RestartHistory, next_restart
 from shoal.agent.routing import is_selected
-from shoal.api.pod import Pod, PodStatus
-from shoal.api.service import Service
-from shoal.client import AsyncClient
-from shoal.controllers.informer import Informer
-from shoal.events import EventRecorder
+from shoal.api.meta import find_condition
+from shoal.api.pod import Pod, PodStatus, Probe
 
 log = logging.getLogger(__name__)
 
 FINALIZER = "shoal.dev/process"
 READY_CONFIRM_TIMEOUT = 30.0
-UNHEALTHY_DRAIN_SECONDS = 5.0  # a liveness kill waits this long at most for Envoy to let go
+UNHEALTHY_DRAIN_SECONDS = 5.0
+SCHEDULER_WRITE_WAIT = 1.0  # a liveness kill waits this long at most for Envoy to let go
 Run = tuple[Driver, TaskHandle]
 
 
-class DriverChoice:
-    """Which driver runs a pod: the protocol's implementations by name, and the rule."""
-
-    def __init__(self, drivers: dict[str, Driver], choose: Callable[[Pod], str | StartError]):
-        self.drivers = drivers
-        self._choose = choose
-
-    def for_pod(self, pod: Pod) -> Driver | StartError:
-        name = self._choose(pod)
-        return name if isinstance(name, StartError) else self.drivers[name]
-
-    def by_name(self, name: str) -> Driver:
-        return self.drivers[name]
-
-
-@dataclass
-class AgentContext:
-    """What every pod worker shares; built by the agent runner."""
-
-    client: AsyncClient
-    node_name: str
-    server_url: str
-    data_dir: Path
-    dataplane: DataPlane
-    drivers: DriverChoice
-    ports: PortAllocator
-    records: PodRecords
-    recorder: EventRecorder
-    pods: Informer[Pod]
-    services: Informer[Service]
-    routing_changed: Callable[[], None]
-    address: str = "127.0.0.1"
-    drain_timeout: float = 30.0
-    drain_before_stop: bool = True  # False only as a test knob (see runner.SKIP_DRAIN_VARIABLE)
+def is_scheduled(pod: Pod) -> bool:
+    condition = find_condition(pod.status.conditions, "PodScheduled")
+    return condition is not None and condition.status == "True"
 
 
 class PodWorker:
-    def __init__(self, ctx: AgentContext, pod: Pod) -> None:
+    def __init__(self, ctx: AgentContext, pod: Pod, *, scheduling: bool = False) -> None:
+        """`scheduling`: the scheduler bound this pod a moment ago and its PodScheduled write
+        may still be on its way."""
         self.ctx = ctx
-        self.writes = PodWrites(ctx.client, ctx.pods, pod, self._written)
+        self.scheduled = asyncio.Event()  # the gate of our writes (see PodWrites)
+        if not scheduling:
+            self.scheduled.set()
+        self.writes = PodWrites(ctx.client, ctx.pods, pod, self._written, self.scheduled)
         self.uid = pod.metadata.uid or ""
         self.namespace = pod.metadata.namespace or "default"
         self.name = pod.metadata.name
@@ -115,6 +80,7 @@ class PodWorker:
         self._kill_reason = ""
         self._prober: PodProber | None = None
         self._ready_task: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Future[None]] = set()
         self.update(pod)
 
     # -- feeding ------------------------------------------------------------------------------
@@ -124,6 +90,8 @@ class PodWorker:
 
     def update(self, pod: Pod) -> None:
         self.writes.pod = pod
+        if is_scheduled(pod):
+            self.scheduled.set()
         if pod.metadata.deletion_timestamp is not None:
             self.deleting.set()
 
@@ -146,9 +114,12 @@ class PodWorker:
         history = RestartHistory(restart_count=self.pod.status.restart_count)
         run, last_exit = await self._adopt(record)
         start_failed = False  # the last attempt failed to start (vs a run that ended)
-        if run is None and (self.deleting.is_set() or not await self._set_finalizer(True)):
+        if run is None and self.deleting.is_set():
             await self._finish()
             return
+        # Our finalizer is written while the first process starts (one API round trip less
+        # before the pod can be ready); should the pod be gone, that process is stopped.
+        finalizer = None if run else asyncio.ensure_future(self._set_finalizer(True))
         while not self.deleting.is_set():
             if run is None:
                 if last_exit is not None:
@@ -168,6 +139,11 @@ class PodWorker:
                         break
                     self.logs.new_run()
                 started = await self._start(record, history)
+                if finalizer is not None and not await finalizer:
+                    if not isinstance(started, ExitStatus):
+                        await started[0].stop(started[1], 0)
+                    break
+                finalizer = None
                 start_failed = isinstance(started, ExitStatus)
                 if isinstance(started, ExitStatus):
                     last_exit = started
@@ -207,7 +183,7 @@ class PodWorker:
         except PortsExhaustedError as error:
             chosen, allocated = StartError("PortsExhausted", str(error)), {}
         ports, primary = assign_ports(pod.spec, allocated)
-        spec = self._process_spec(ports, primary)
+        spec = self._process_spec(ports)
         started = chosen if isinstance(chosen, StartError) else await chosen.start(spec)
         if isinstance(started, StartError):
             self.ctx.recorder.record(pod, "Warning", started.reason, started.message)
@@ -220,48 +196,38 @@ class PodWorker:
         self.ctx.records.save(record)
         running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
         address, count = self.ctx.address, history.restart_count
-        await self._write_status(partial(running, address=address, restart_count=count))
+        # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites).
+        self._later(self._write_status(partial(running, address=address, restart_count=count)))
         self.ctx.recorder.record(pod, "Normal", "Started", f"started pid {started.pid}")
         return chosen, started
 
-    def _process_spec(self, ports: dict[str, int], primary: int | None) -> ProcessSpec:
-        pod = self.pod
+    def _process_spec(self, ports: dict[str, int]) -> ProcessSpec:
         workdir = self.ctx.data_dir / "pods" / self.uid / "work"
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.parent.chmod(0o755)
-        cwd = Path(pod.spec.working_dir) if pod.spec.working_dir else workdir
-        env = pod_environment(pod, self.ctx.services.items(), self.ctx.server_url)
         self.logs.current.parent.mkdir(parents=True, exist_ok=True)
-        return ProcessSpec(
-            argv=[*pod.spec.command, *pod.spec.args],
-            cwd=cwd,
-            log_path=self.logs.current,
-            pod_uid=self.uid,
-            pod_name=self.name,
-            namespace=self.namespace,
-            env=env,
-            ports=ports,
-            primary_port=primary,
-            limits=pod_limits(pod.spec),
-            owner=owner_name(pod),
-        )
+        return process_spec(
+            self.pod, workdir=workdir, log_path=self.logs.current, ports=ports,
+            services=self.ctx.services.items(), server_url=self.ctx.server_url,
+        )  # fmt: skip
 
     def _current_spec(self) -> ProcessSpec:
         record = self.ctx.records.load(self.uid)
-        ports = record.ports if record is not None else self.ctx.ports.ports_of(self.uid)
-        return self._process_spec(ports, self.pod.status.host_port)
+        return self._process_spec(record.ports if record else self.ctx.ports.ports_of(self.uid))
 
     async def _supervise(self, driver: Driver, handle: TaskHandle) -> ExitStatus | None:
         """Watch one run until it exits (its ExitStatus), a probe kills it, or the pod is
         being deleted (None: the process is still running and must be stopped)."""
         spec = self._current_spec()
         self._kill.clear()
+        target = ProbeTarget(ExecContext.for_spec(spec), dict(spec.ports))
         prober = PodProber(
             startup=self.pod.spec.startup_probe,
             readiness=self.pod.spec.readiness_probe,
             liveness=self.pod.spec.liveness_probe,
-            target=ProbeTarget(ExecContext.for_spec(spec), dict(spec.ports)),
+            target=target,
             on_event=self._on_probe,
+            check=partial(self._check, target),
         )
         self._prober = prober
         prober.start()
@@ -294,6 +260,9 @@ class PodWorker:
         )
         await self._record_exit(exit)
         return exit
+
+    async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
+        return await check_probe(probe, target, self.ctx.probe_client)
 
     async def _stop_process(
         self, driver: Driver, handle: TaskHandle, spec: ProcessSpec
@@ -373,7 +342,13 @@ class PodWorker:
         self.ctx.recorder.record(self.pod, "Normal", "Killing", "stopped the pod's process")
         await self._write_status(lambda s: podstatus.stopped(s, outcome.exit))
 
+    def _later(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     async def _finish(self) -> None:
+        await asyncio.gather(*self._writes)
         self.ctx.ports.release(self.uid)
         self.ctx.records.remove(self.uid)
         if not self.vanished:

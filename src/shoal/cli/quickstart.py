@@ -25,7 +25,14 @@ import yaml
 
 from shoal.api.deployment import Deployment
 from shoal.client import AsyncClient
-from shoal.server.main import ListenError, configure_logging, serve, server_url, stop_on_signals
+from shoal.server.main import (
+    ListenError,
+    configure_logging,
+    event_loop_factory,
+    serve,
+    server_url,
+    stop_on_signals,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "shop"
 SHOP_PORT = 8080  # the frontend's Service port in examples/shop; the others follow it
@@ -112,8 +119,11 @@ def run() -> None:
     parser.add_argument("--listen", default="127.0.0.1:7070")
     parser.add_argument("--port-base", type=int, default=SHOP_PORT, help="frontend's port")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(asyncio.run(main(args.data_dir, args.listen, args.port_base)))
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+    ):
+        sys.exit(runner.run(main(args.data_dir, args.listen, args.port_base)))
 
 
 if __name__ == "__main__":

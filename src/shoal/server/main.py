@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from shoal.agent.runner import Agent, default_node_name
@@ -134,11 +135,26 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, stop.set)
 
 
-async def run(
-    data_dir: Path, listen: str, *, agent: bool = True, node_name: str | None = None
-) -> None:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (a dependency): the server, controllers and agent share one loop,
+    and uvloop makes its sockets, timers and probes several times cheaper."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional at import time, chosen at start
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(data_dir: Path, listen: str, *, agent: bool = True, node_name: str | None = None) -> None:
     """Entry point of `shoal server`: serve until SIGINT/SIGTERM."""
     configure_logging()
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(_serve_until_signalled(data_dir, listen, agent, node_name))
+
+
+async def _serve_until_signalled(
+    data_dir: Path, listen: str, agent: bool, node_name: str | None
+) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     try:
