@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 
+from shoal.api.deployment import Deployment
 from shoal.api.errors import AlreadyExists, Invalid, NotFound
 from shoal.api.replicaset import ReplicaSet
 from shoal.controllers import rollouts
 from shoal.controllers.context import ControllerContext
-from shoal.controllers.deployment_plan import reconcile_deployment
+from shoal.controllers.deployment_plan import DeploymentPlan, reconcile_deployment
 from shoal.controllers.queue import Key
 from shoal.controllers.revisions import same_template
 from shoal.controllers.rollback import rollback_deployment
@@ -44,6 +45,10 @@ class DeploymentExecutor:
         plan = reconcile_deployment(
             deployment, sets, pods, now, rollouts.observe(ctx, deployment, now)
         )
+        if rollouts.status_first(deployment, plan):
+            # A traffic switch reaches the agents before the ReplicaSet writes of this step.
+            await self._write_status(deployment, plan)
+            plan.status = None
         if plan.create is not None:
             await self._create(plan.create)
         for rs in plan.updates:
@@ -63,12 +68,16 @@ class DeploymentExecutor:
         await rollouts.apply(ctx, deployment, plan)
         for type_, reason, message in plan.events:
             ctx.recorder.record(deployment, type_, reason, message)
-        if plan.status is not None:
-            meta = deployment.metadata.model_copy(update={"resource_version": None})
-            changed = deployment.model_copy(update={"status": plan.status, "metadata": meta})
-            with contextlib.suppress(NotFound):
-                ctx.deployments.remember(await ctx.client.update_status(changed))
+        await self._write_status(deployment, plan)
         return Result(requeue_after=plan.requeue_after)
+
+    async def _write_status(self, deployment: Deployment, plan: DeploymentPlan) -> None:
+        if plan.status is None:
+            return
+        meta = deployment.metadata.model_copy(update={"resource_version": None})
+        changed = deployment.model_copy(update={"status": plan.status, "metadata": meta})
+        with contextlib.suppress(NotFound):
+            self.context.deployments.remember(await self.context.client.update_status(changed))
 
     async def _create(self, rs: ReplicaSet) -> None:
         ctx = self.context

@@ -71,6 +71,16 @@ def observe(ctx: ControllerContext, deployment: Deployment, now: datetime) -> Ro
     )
 
 
+def status_first(deployment: Deployment, plan: DeploymentPlan) -> bool:
+    """Write the status before the ReplicaSet changes: a progressive plan that changes the
+    routing and needs no spec revert (the revert must land before the status records the
+    abort, or a failed revert would never be retried)."""
+    if not is_progressive(deployment) or plan.status is None or plan.revert_to is not None:
+        return False
+    before, after = deployment.status.rollout, plan.status.rollout
+    return after is not None and (before is None or before.traffic.version != after.traffic.version)
+
+
 async def apply(ctx: ControllerContext, deployment: Deployment, plan: DeploymentPlan) -> None:
     """Runs and spec changes of a progressive plan (before its status is written, so that a
     failure here retries the whole decision)."""
