@@ -145,3 +145,17 @@ def test_a_paused_deployment_does_not_even_start_the_new_version() -> None:
     world.deployment.spec.paused = False
     world.settle()
     assert world.sizes() == {"v1": 2, "v2": 2}
+
+
+def test_switching_from_rolling_update_keeps_the_running_version_active() -> None:
+    world = World(progressive_deployment({"type": "RollingUpdate"}, replicas=2))
+    world.settle()
+    changed = world.deployment.model_copy(deep=True)
+    changed.spec.strategy = progressive_deployment(
+        {"type": "BlueGreen", "blueGreen": {}}, replicas=2
+    ).spec.strategy
+    world.deployment = changed
+    world.set_template("v2")
+    world.settle()
+    assert (world.traffic.stable, world.traffic.canary) == (world.hash("v1"), world.hash("v2"))
+    assert world.sizes() == {"v1": 2, "v2": 2}

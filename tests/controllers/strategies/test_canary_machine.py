@@ -228,3 +228,21 @@ def test_abort_works_while_paused_and_nothing_advances() -> None:
     world.settle()
     assert world.rollout.phase == "Degraded"
     assert world.sizes() == {"v1": 5, "v2": 0}
+
+
+def test_switching_from_rolling_update_adopts_the_running_version_as_stable() -> None:
+    d = progressive_deployment({"type": "RollingUpdate"})
+    world = World(d, [template("success-rate")])
+    world.settle()
+    assert world.sizes() == {"v1": 5}
+    changed = world.deployment.model_copy(deep=True)
+    changed.spec.strategy = progressive_deployment(
+        {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}
+    ).spec.strategy
+    world.deployment = changed
+    world.set_template("v2")
+    world.settle()
+    assert world.sizes() == {"v1": 5, "v2": 1}
+    assert (world.traffic.stable, world.traffic.canary) == (world.hash("v1"), world.hash("v2"))
+    assert world.traffic.weight == 20
+    assert world.rollout.phase == "Paused"

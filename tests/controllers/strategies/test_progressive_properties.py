@@ -99,6 +99,7 @@ def play(world: World, events: list[str]) -> None:
                 assert hash_of(rs) not in routed(node_sees), "scaled down while routed"
                 assert hash_of(rs) not in routed(wanted), "scaled down while wanted"
         assert 0 <= wanted.weight <= 100
+        assert wanted.canary is None or wanted.stable is not None, "a canary but no stable"
 
 
 @settings(max_examples=300, deadline=None)

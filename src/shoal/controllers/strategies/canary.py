@@ -240,7 +240,9 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
         d.stop_run()
         s.new_hash, s.step_index, s.step_started_at = new_hash, 0, ctx.now
         s.aborted, s.abort_reason, s.promote_full, s.attempt = False, None, False, 0
-        d.route(canary=new_hash, weight=0, header_routes=[])  # a replaced canary: no traffic
+        # A new (or replacing) canary starts without traffic; the stable version is routed
+        # explicitly (adopted from another strategy, it was never routed by this one).
+        d.route(stable=hash_of(stable), canary=new_hash, weight=0, header_routes=[])
         d.event("Normal", "RolloutStarted", f"Canary rollout of {new_hash} against {s.stable_hash}")
     verb = d.take_action()
     if verb is not None:
