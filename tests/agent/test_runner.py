@@ -47,13 +47,20 @@ class Running:
 
 
 async def start_agent(
-    client: AsyncClient, data_dir: Path, driver: FakeDriver, *, stop_pods: bool = True
+    client: AsyncClient,
+    data_dir: Path,
+    driver: FakeDriver,
+    *,
+    stop_pods: bool = True,
+    log_max_bytes: int | None = None,
 ) -> Running:
     sink = CountingSink()
     agent = Agent(
         client, server_url=client.base_url, node_name="n1", data_dir=data_dir,
         drivers=DriverChoice({"fake": driver}, lambda _pod: "fake"), sink=sink,
     )  # fmt: skip
+    if log_max_bytes is not None:
+        agent.log_max_bytes, agent.log_check_seconds = log_max_bytes, 0.05
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop, stop_pods=stop_pods))
     await asyncio.wait_for(agent.ready.wait(), 10)
@@ -172,6 +179,19 @@ async def test_a_deleted_pod_is_drained_stopped_and_released(
     await eventually(gone)
     await eventually(lambda: running.sink.sizes[-1] == 1)
     assert len(driver.alive) == 1
+    await halt(running)
+
+
+async def test_a_pod_log_that_outgrows_its_limit_is_rotated(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    running = await start_agent(client, tmp_path, FakeDriver(), log_max_bytes=100)
+    await create_pods(client, 1)
+    await eventually(lambda: all_ready(client, 1))
+    (worker,) = running.agent.workers.values()
+    worker.logs.current.write_bytes(b"x" * 150)  # what the process wrote
+    await eventually(lambda: worker.logs.current.stat().st_size == 0)
+    assert (worker.logs.directory / "current.log.1").read_bytes() == b"x" * 150
     await halt(running)
 
 

@@ -31,6 +31,7 @@ from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
 from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.http import AgentHttp
+from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, PodLogs
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
 from shoal.agent.records import PodRecord, PodRecords
@@ -54,6 +55,7 @@ from shoal.events import EventRecorder
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5.0
+LOG_CHECK_SECONDS = 10.0  # how often pods' log sizes are looked at for rotation
 RESYNC_SECONDS = 300.0
 NODE_SHUTDOWN_GRACE_CAP = 10.0
 # Test knob, never for production: "1" stops pods without waiting for Envoy to drain them, so
@@ -111,6 +113,14 @@ def node_drivers(node_name: str, data_dir: Path, sandbox_ok: bool, reason: str) 
             node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
         )
     return DriverChoice(drivers, choose_driver_rule(sandbox_ok, reason))
+
+
+def rotate_logs(logs: list[PodLogs], max_bytes: int, keep: int) -> None:
+    for pod_logs in logs:
+        try:
+            pod_logs.rotate_if_needed(max_bytes, keep)
+        except OSError as error:  # a pod stopping meanwhile, a full disk: try next round
+            log.warning("log rotation in %s failed: %s", pod_logs.directory, error)
 
 
 class Agent:
@@ -192,6 +202,8 @@ class Agent:
         self.ready = asyncio.Event()
         self._addresses: dict[str, str] = {}
         self._unscheduled: set[str] = set()  # uids of pods seen without a node
+        self.log_max_bytes, self.log_keep = DEFAULT_MAX_BYTES, DEFAULT_KEEP
+        self.log_check_seconds = LOG_CHECK_SECONDS
 
     # -- routing --------------------------------------------------------------------------------
     def compute_routing(self) -> tuple[RoutingTable, Membership]:
@@ -287,6 +299,7 @@ class Agent:
         background = [asyncio.create_task(informer.run(background_stop)) for informer in informers]
         background.append(asyncio.create_task(self.dataplane.run(background_stop)))
         background.append(asyncio.create_task(self._heartbeats(background_stop)))
+        background.append(asyncio.create_task(self._rotate_logs(background_stop)))
         try:
             for informer in informers:
                 await informer.synced.wait()
@@ -319,6 +332,14 @@ class Agent:
         for task in list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    async def _rotate_logs(self, stop: asyncio.Event) -> None:
+        """Copy-truncate pods' logs that outgrew `log_max_bytes`, in one thread per round."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.log_check_seconds)
+            logs = [worker.logs for worker in self.workers.values()]
+            await asyncio.to_thread(rotate_logs, logs, self.log_max_bytes, self.log_keep)
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
