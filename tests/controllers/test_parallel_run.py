@@ -17,6 +17,7 @@ from shoal.controllers.parallel_run import (
     diff_report,
     differ_pod,
 )
+from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
 from shoal.differ.pod import CONFIG_VARIABLE, config_from_environment
 
 
@@ -48,7 +49,7 @@ def deployment(strategy_type: str = "ParallelRun", **rollout: Any) -> Deployment
 
 
 def test_a_differ_is_wanted_only_while_a_candidate_may_be_compared() -> None:
-    assert comparing(deployment(stable_hash="old", new_hash="new")) == ("old", "new")
+    assert comparing(deployment(stable_hash="old", new_hash="new")) == ("old", "new", 0)
     assert comparing(deployment(stable_hash="old", new_hash=None)) is None
     assert comparing(deployment(stable_hash="old", new_hash="new", aborted=True)) is None
     assert comparing(deployment(stable_hash="new", new_hash="new")) is None
@@ -95,3 +96,11 @@ def test_a_differ_pod_without_its_environment_says_what_is_missing() -> None:
         config_from_environment(
             {CONFIG_VARIABLE: document, "PORT": "1", "SHOAL_SERVER": "http://x"}
         )
+
+
+def test_a_retried_attempt_gets_a_fresh_differ_and_report() -> None:
+    d = deployment(stable_hash="old", new_hash="new", attempt=1)
+    assert comparing(d) == ("old", "new", 1)
+    assert differ_pod(d, "old", "new", 1).metadata.name == "web-differ-new-1"
+    report = diff_report(d, "old", "new", 1)
+    assert report.metadata.annotations[ATTEMPT_ANNOTATION] == "1"

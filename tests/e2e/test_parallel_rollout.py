@@ -9,6 +9,7 @@ differ run by the controller as a Pod, continuous live load through the Service 
 - a candidate rounding the price up: a difference at exactly `price` with an example, the
   rollout aborts by itself (Degraded, reason naming `price`, a RolloutAborted event, the
   candidate scaled down, the differ Pod gone) and every live answer came from the primary;
+  `shoal rollout retry` compares again from zero (fresh differ and report) and aborts again;
 - the differ killed (SIGKILL, by pid) in the middle of the run: no live request fails, the
   agent restarts the differ Pod and the run goes on to promote (`then: promote`);
 - bad settings (maxDiffRate 1.5, an unknown compare option) are rejected at apply with their
@@ -35,6 +36,7 @@ from shoal.api.event import Event
 from shoal.api.pod import Pod
 from shoal.cli.main import app as shoal_cli
 from shoal.controllers.parallel_run import DIFFER_LABEL
+from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
 
 pytestmark = pytest.mark.e2e
 
@@ -171,8 +173,14 @@ def test_changed_price_aborts_and_users_only_saw_the_primary(shoal_server: Shoal
         wait_for("the abort", lambda: phase(shoal_server) == "Degraded", 60)
         wait_for("the candidate scaled down", lambda: not revision_pods(shoal_server, candidate))
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
+        first = check_abort(shoal_server, candidate)
+        retry_aborts_again(shoal_server, candidate, first)
+        wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
     assert load.failed == 0, load.errors
     assert load.versions(since=0) == {"v1"}  # no user ever got a candidate answer
+
+
+def check_abort(shoal_server: ShoalServer, candidate: str) -> DiffReport:
     current = deployment(shoal_server)
     rollout = current.status.rollout
     assert rollout is not None and rollout.aborted
@@ -189,6 +197,21 @@ def test_changed_price_aborts_and_users_only_saw_the_primary(shoal_server: Shoal
     assert any(e.reason == "RolloutAborted" and "price" in e.message for e in events)
     output = shoal(shoal_server, "rollout", "diffs", "deployment/web")
     assert "price" in output and "19.99" in output, output
+    return found
+
+
+def retry_aborts_again(shoal_server: ShoalServer, candidate: str, first: DiffReport) -> None:
+    """A retry compares again from zero (a fresh differ Pod and report) and aborts again."""
+    shoal(shoal_server, "rollout", "retry", "deployment/web")
+    wait_for("the retry", lambda: phase(shoal_server) != "Degraded", 30)
+    wait_for("the retried run's differ", lambda: bool(differ_pods(shoal_server)), 60)
+    assert [p.metadata.name for p in differ_pods(shoal_server)] == [f"web-differ-{candidate}-1"]
+    wait_for("the second abort", lambda: phase(shoal_server) == "Degraded", 60)
+    again = report(shoal_server, candidate)
+    assert again is not None
+    assert again.metadata.annotations.get(ATTEMPT_ANNOTATION) == "1"
+    assert again.metadata.uid != first.metadata.uid
+    assert again.status.compared >= 40, again.status
 
 
 def test_differ_killed_mid_run_costs_no_live_request(shoal_server: ShoalServer) -> None:

@@ -44,6 +44,7 @@ from shoal.api.pod import (
 )
 from shoal.api.rollout import RolloutStatus
 from shoal.controllers.context import ControllerContext
+from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
 from shoal.differ.config import DifferConfig
 from shoal.differ.pod import CONFIG_VARIABLE
 
@@ -52,8 +53,9 @@ DIFFER_LABEL = "shoal.dev/differ"
 DIFFER_PORT_NAME = "differ"
 
 
-def comparing(deployment: Deployment) -> tuple[str, str] | None:
-    """(primary hash, candidate hash) while a parallel run of `deployment` may compare."""
+def comparing(deployment: Deployment) -> tuple[str, str, int] | None:
+    """(primary hash, candidate hash, attempt) while a parallel run of `deployment` may
+    compare."""
     rollout: RolloutStatus | None = deployment.status.rollout
     if deployment.spec.strategy.type != "ParallelRun" or rollout is None:
         return None
@@ -64,11 +66,12 @@ def comparing(deployment: Deployment) -> tuple[str, str] | None:
         return None
     if rollout.traffic.stable is None:  # the agents would still route to every pod alike
         return None
-    return primary, candidate
+    return primary, candidate, rollout.attempt
 
 
-def differ_pod_name(deployment: str, candidate: str) -> str:
-    return f"{deployment}-differ-{candidate}"
+def differ_pod_name(deployment: str, candidate: str, attempt: int = 0) -> str:
+    """`web-differ-7d9f8c`, `web-differ-7d9f8c-1` after a retry (a fresh differ, fresh counts)."""
+    return f"{deployment}-differ-{candidate}" + (f"-{attempt}" if attempt else "")
 
 
 def _owner(deployment: Deployment) -> OwnerReference:
@@ -89,7 +92,7 @@ def _port_name(template: PodTemplateSpec) -> str:
     return (ports[0].name if ports and ports[0].name else None) or DIFFER_PORT_NAME
 
 
-def differ_pod(deployment: Deployment, primary: str, candidate: str) -> Pod:
+def differ_pod(deployment: Deployment, primary: str, candidate: str, attempt: int = 0) -> Pod:
     """The differ Pod comparing `candidate` with `primary` (pure)."""
     meta = deployment.metadata
     namespace = meta.namespace or "default"
@@ -113,7 +116,7 @@ def differ_pod(deployment: Deployment, primary: str, candidate: str) -> Pod:
     return Pod(
         kind="Pod",
         metadata=ObjectMeta(
-            name=differ_pod_name(meta.name, candidate),
+            name=differ_pod_name(meta.name, candidate, attempt),
             namespace=namespace,
             labels=labels,
             owner_references=[_owner(deployment)],
@@ -131,13 +134,16 @@ def differ_pod(deployment: Deployment, primary: str, candidate: str) -> Pod:
     )
 
 
-def diff_report(deployment: Deployment, primary: str, candidate: str) -> DiffReport:
+def diff_report(
+    deployment: Deployment, primary: str, candidate: str, attempt: int = 0
+) -> DiffReport:
     meta = deployment.metadata
     return DiffReport(
         kind="DiffReport",
         metadata=ObjectMeta(
             name=report_name(meta.name, candidate),
             namespace=meta.namespace or "default",
+            annotations={ATTEMPT_ANNOTATION: str(attempt)},
             owner_references=[_owner(deployment)],
         ),
         spec=DiffReportSpec(
@@ -162,8 +168,8 @@ async def sync(ctx: ControllerContext, deployment: Deployment) -> None:
     """Create the wanted differ Pod and DiffReport; delete differ Pods no longer wanted."""
     meta = deployment.metadata
     namespace = meta.namespace or "default"
-    pair = comparing(deployment)
-    wanted = differ_pod_name(meta.name, pair[1]) if pair is not None else None
+    wanted_run = comparing(deployment)
+    wanted = differ_pod_name(meta.name, *wanted_run[1:]) if wanted_run is not None else None
     for pod in ctx.pods.owned_by(meta.uid or ""):
         if DIFFER_LABEL not in pod.metadata.labels or pod.metadata.name == wanted:
             continue
@@ -173,21 +179,35 @@ async def sync(ctx: ControllerContext, deployment: Deployment) -> None:
             ctx.recorder.record(
                 deployment, "Normal", "DifferStopped", f"Stopped differ pod {pod.metadata.name}"
             )
-    if pair is None or wanted is None:
+    if wanted_run is None or wanted is None:
         return
-    primary, candidate = pair
-    report = diff_report(deployment, primary, candidate)
-    if ctx.diff_reports.get(namespace, report.metadata.name) is None:
-        with contextlib.suppress(AlreadyExists):
-            ctx.diff_reports.remember(await ctx.client.create(report))
+    primary, candidate, attempt = wanted_run
+    report = diff_report(deployment, primary, candidate, attempt)
+    await _ensure_report(ctx, report, str(attempt))
     if ctx.pods.get(namespace, wanted) is None:
         try:
-            ctx.pods.remember(await ctx.client.create(differ_pod(deployment, primary, candidate)))
+            created = await ctx.client.create(differ_pod(deployment, primary, candidate, attempt))
         except AlreadyExists:
             return
+        ctx.pods.remember(created)
         ctx.recorder.record(
             deployment,
             "Normal",
             "DifferStarted",
             f"Started differ pod {wanted}: comparing {candidate} with {primary}",
         )
+
+
+async def _ensure_report(ctx: ControllerContext, report: DiffReport, attempt: str) -> None:
+    """Create the report; one of an earlier attempt (before `shoal rollout retry`) is deleted
+    first, so that the new differ starts from zero instead of continuing its counts."""
+    namespace = report.metadata.namespace or "default"
+    existing = ctx.diff_reports.get(namespace, report.metadata.name)
+    if existing is not None:
+        if existing.metadata.annotations.get(ATTEMPT_ANNOTATION, "0") == attempt:
+            return
+        with contextlib.suppress(NotFound):
+            await ctx.client.delete(DiffReport, report.metadata.name, namespace)
+        ctx.diff_reports.deleted(existing)
+    with contextlib.suppress(AlreadyExists):  # the informer had not seen it yet
+        ctx.diff_reports.remember(await ctx.client.create(report))

@@ -18,6 +18,7 @@ from shoal.api.diffreport import (
     report_name,
 )
 from shoal.api.meta import ObjectMeta
+from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
 
 
 def parallel_world(**settings: Any) -> World:
@@ -166,3 +167,23 @@ def test_user_abort_stops_the_comparison() -> None:
     assert world.rollout.aborted
     assert world.traffic.canary is None
     assert world.sizes() == {"v1": 2, "v2": 0}
+
+
+def test_a_retried_run_is_judged_on_its_own_report_only() -> None:
+    world = comparing_world()
+    world.diff_report = report_of(world, "v2", compared=120, differing=110)
+    world.settle()
+    assert world.rollout.aborted
+    world.act("retry")
+    world.settle()
+    assert not world.rollout.aborted  # the aborted attempt's report is no evidence
+    assert world.rollout.attempt == 1
+    assert world.traffic.canary == world.hash("v2")
+    assert "waiting for the differ" in world.rollout.message
+    fresh = report_of(world, "v2", compared=300, differing=0)
+    fresh.metadata.annotations[ATTEMPT_ANNOTATION] = "1"
+    world.diff_report = fresh
+    world.advance(61)
+    world.settle()
+    assert world.rollout.phase == "Healthy"
+    assert world.traffic.stable == world.hash("v2")

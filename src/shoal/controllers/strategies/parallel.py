@@ -55,6 +55,9 @@ TOP_FIELDS = 3
 STALE_AFTER_S = 30.0
 # How often a comparing rollout looks at its report again (the differ publishes every 1 s).
 CHECK_EVERY_S = 1.0
+# On a DiffReport: the rollout attempt it counts for (`shoal rollout retry` starts a new one
+# with a fresh report, so the retried run is not judged on the aborted run's samples).
+ATTEMPT_ANNOTATION = "rollout.shoal.dev/attempt"
 
 
 class GateAction(enum.Enum):
@@ -151,10 +154,13 @@ def settings_of(deployment: Deployment) -> ParallelRunSettings:
 
 
 def report_for(d: Decision, candidate: str) -> DiffReport | None:
-    """The observed report of this candidate (a report of another revision is not evidence)."""
+    """The observed report of this candidate and attempt (a report of another revision or of
+    an aborted attempt is not evidence)."""
     report = d.ctx.observed.diff_report
     name = report_name(d.deployment.metadata.name, candidate)
     if report is None or report.metadata.name != name:
+        return None
+    if report.metadata.annotations.get(ATTEMPT_ANNOTATION, "0") != str(d.status.attempt):
         return None
     return report
 
