@@ -107,6 +107,12 @@ async def test_runs_bound_pods_routes_them_and_stops_all_on_a_graceful_stop(
     await create_pods_elsewhere(client)
     await eventually(lambda: all_ready_on(client, 2))
     await eventually(lambda: running.sink.sizes[-1] == 2)  # both pods are in Envoy
+
+    async def endpoints_ready() -> bool:
+        service = await client.get(Service, "web")
+        return [e.ready for e in service.status.endpoints] == [True, True]
+
+    await eventually(endpoints_ready)
     assert len(driver.alive) == 2, "the pod bound to another node is not ours"
     await halt(running)
     assert not driver.alive, "a graceful stop stops every pod"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from agent_harness import free_port, kill_leftovers
+from agent_harness import free_port, kill_leftovers, wait_for
 
 from shoal.agent.ports import can_bind
 
@@ -71,6 +71,15 @@ def test_quickstart_serves_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) 
         for row in rows:
             _name, ready, status = row.split()[:3]
             assert (ready, status) == ("1/1", "Running"), row
+
+        def endpoints() -> dict[str, str]:
+            listing = subprocess.run(
+                [*shoal, "get", "svc"], capture_output=True, text=True, timeout=30, check=True
+            )
+            return {r.split()[0]: r.split()[3] for r in listing.stdout.strip().splitlines()[1:]}
+
+        wanted = {"catalog": "2/2", "orders": "1/1", "frontend": "2/2"}
+        wait_for("the Services' endpoints", lambda: endpoints() == wanted, timeout=10)
     finally:
         quickstart.send_signal(signal.SIGTERM)  # by pid: Popen signals the child it started
         try:

@@ -54,6 +54,7 @@ class DataPlane:
         self._confirmed_request = 0  # the last invalidation whose table Envoy confirmed
         self._dirty = asyncio.Event()
         self._changed = asyncio.Condition()
+        self.on_confirmed: Callable[[], None] = lambda: None  # after each confirmed sync
 
     def invalidate(self) -> None:
         """Something the table depends on changed: recompute and apply it soon."""
@@ -102,6 +103,7 @@ class DataPlane:
                 self.confirmed = membership
                 self._confirmed_request = requested
                 self._changed.notify_all()
+            self.on_confirmed()
             return True
         log.warning("envoy config not applied: %s", self.last_error)
         return False

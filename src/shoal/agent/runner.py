@@ -29,6 +29,7 @@ from shoal.agent.dataplane import DataPlane, EnvoyNode
 from shoal.agent.drivers.base import Driver, StartError, TaskHandle
 from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
+from shoal.agent.endpoints import EndpointsPublisher
 from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.http import AgentHttp
 from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, PodLogs
@@ -165,6 +166,11 @@ class Agent:
         self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
         self.services: Informer[Service] = Informer(client, Service, resync_seconds=RESYNC_SECONDS)
         self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=RESYNC_SECONDS)
+        self.endpoints = EndpointsPublisher(
+            client, node=node_name, address=address, services=self.services, pods=self.pods,
+            confirmed=lambda: self.dataplane.confirmed,
+        )  # fmt: skip
+        self.dataplane.on_confirmed = self.endpoints.changed
         self.recorder = EventRecorder(client, "agent", host=node_name)
         self.sandbox_ok = False
         if drivers is None:
@@ -300,6 +306,7 @@ class Agent:
         background.append(asyncio.create_task(self.dataplane.run(background_stop)))
         background.append(asyncio.create_task(self._heartbeats(background_stop)))
         background.append(asyncio.create_task(self._rotate_logs(background_stop)))
+        background.append(asyncio.create_task(self.endpoints.run(background_stop)))
         try:
             for informer in informers:
                 await informer.synced.wait()
