@@ -150,6 +150,8 @@ def test_noise_learned_post_never_mirrored_pause_then_promote(shoal_server: Shoa
         wait_for("the candidate answering", lambda: _version(port) == "v2")
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
     assert load.failed == 0, load.errors
+    shoal_server.client.delete(Deployment, "web")  # its reports go with it (owner references)
+    wait_for("the report collected", lambda: report(shoal_server, candidate) is None, 30)
 
 
 def _version(port: int) -> str:

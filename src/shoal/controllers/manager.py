@@ -129,7 +129,8 @@ class ControllerManager:
     def _collect_dependents(self, owner: Resource) -> None:
         if owner.metadata.uid is None:
             return
-        for informer in (self.context.replica_sets, self.context.pods):
+        ctx = self.context
+        for informer in (ctx.replica_sets, ctx.pods, ctx.diff_reports):
             for dependent in informer.owned_by(owner.metadata.uid):
                 self.gc.enqueue(key_of(dependent))
 
