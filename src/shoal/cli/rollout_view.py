@@ -49,6 +49,8 @@ def request_action(deployment: Deployment, verb: str, stamp: str | None = None) 
         word = verb.split("-", maxsplit=1)[0]
         raise CommandError(f"{ref} uses {strategy}; {word} works on BlueGreen and Canary")
     deployment.metadata.annotations[ACTION_ANNOTATION] = f"{verb} {stamp or time.time_ns()}"
+    if strategy == "BlueGreen" and verb.startswith("promote"):
+        return f"{ref} promoted (the active port switches to the new version)"
     return f"{ref} {ACTION_MESSAGES[verb]}"
 
 
@@ -110,8 +112,10 @@ def _traffic_line(deployment: Deployment, sets: list[ReplicaSet]) -> str:
         preview = deployment.spec.strategy.blue_green
         port = f" (port {preview.preview_port})" if preview and preview.preview_port else ""
         parts = [f"active {_revision(traffic.stable, sets)}"]
-        side = "preview" if deployment.spec.strategy.type == "BlueGreen" else "compared"
-        parts.append(f"{side}{port} {_revision(traffic.canary or traffic.stable, sets)}")
+        if deployment.spec.strategy.type == "BlueGreen":
+            parts.append(f"preview{port} {_revision(traffic.canary or traffic.stable, sets)}")
+        else:  # ParallelRun: the candidate whose copies the differ compares, if any
+            parts.append(f"compared {_revision(traffic.canary, sets)}")
     else:
         weight = traffic.weight if traffic.canary else 0
         parts = [f"stable {_revision(traffic.stable, sets)} {100 - weight}%"]
@@ -170,8 +174,8 @@ def rollout_lines(
     rows.append(("traffic", _traffic_line(deployment, sets)))
     rows += parallel_rows(deployment, report, datetime.now(UTC))  # ParallelRun only
     current = next((r for r in runs if r.metadata.name == rollout.analysis_run), None)
-    if current is None and runs:
-        current = max(runs, key=_created)
+    if current is None and runs and (rollout.new_hash is not None or rollout.aborted):
+        current = max(runs, key=_created)  # the verdict that stopped or ended this rollout
     if current is not None:
         lines = _analysis_lines(current)
         rows.append(("analysis", lines[0]))
