@@ -12,6 +12,8 @@ differ run by the controller as a Pod, continuous live load through the Service 
   `shoal rollout retry` compares again from zero (fresh differ and report) and aborts again;
 - the differ killed (SIGKILL, by pid) in the middle of the run: no live request fails, the
   agent restarts the differ Pod and the run goes on to promote (`then: promote`);
+- kill -9 of the server (API, controllers, embedded agent) mid-run: the restarted agent
+  re-adopts the differ Pod's process and the run goes on to promote, no live request fails;
 - bad settings (maxDiffRate 1.5, an unknown compare option) are rejected at apply with their
   field paths, and nothing is stored.
 
@@ -25,6 +27,7 @@ import signal
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from agent_harness import ShoalServer, app_deployment, free_port, service, under_load, wait_for
 from typer.testing import CliRunner
@@ -250,6 +253,42 @@ def test_differ_killed_mid_run_costs_no_live_request(shoal_server: ShoalServer) 
         wait_for("the promotion", lambda: healthy_at(shoal_server, candidate), ROLLOUT_TIMEOUT)
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
         assert load.total > before
+    assert load.failed == 0, load.errors
+
+
+def test_kill_9_of_the_server_mid_run_readopts_the_differ_and_the_run_goes_on(
+    shoal_server: ShoalServer,
+) -> None:
+    port = free_port()
+    settings = {
+        "mirrorPercent": 100,
+        "minSamples": 50,
+        "duration": "6s",
+        "maxDiffRate": 0.01,
+        "compare": COMPARE,
+    }
+    shoal_server.client.apply_all([parallel_app("v1", settings), service("web", port)])
+    wait_for("v1 healthy", lambda: healthy_at(shoal_server), ROLLOUT_TIMEOUT)
+    with under_load(port, clients=4, path="/price") as load:
+        shoal_server.client.apply_all([parallel_app("v2", settings)])
+        candidate = candidate_hash(shoal_server)
+
+        def comparing() -> bool:
+            found = report(shoal_server, candidate)
+            return found is not None and found.status.compared >= 10
+
+        wait_for("the differ comparing", comparing, 60)
+        (pod,) = differ_pods(shoal_server)
+        pid = pod.status.pid
+        shoal_server.crash()  # API, controllers and agent die; pods and Envoy keep running
+        assert pid is not None and psutil.pid_exists(pid)
+        shoal_server.start()
+        adopted = f"pod default/{pod.metadata.name}: re-adopted pid {pid}"
+        wait_for("the differ re-adopted", lambda: adopted in shoal_server.log(), 30)
+        wait_for("the promotion", lambda: healthy_at(shoal_server, candidate), ROLLOUT_TIMEOUT)
+        again = report(shoal_server, candidate)
+        assert again is not None and again.status.compared >= 50
+        wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
     assert load.failed == 0, load.errors
 
 
