@@ -26,4 +26,8 @@ Modules, from pure to I/O (nothing is imported here: `shoal.api.parallelrun` imp
   replay      bounded queue, workers, replays and comparison
   publish     writes the DiffReport's status through the API client
   main        the process: wires the above, signals, config reloads, admin API
+  pod         the process as a differ Pod: configuration from $SHOAL_DIFFER_CONFIG, $PORT and
+              $SHOAL_SERVER. This is how shoal runs it for a ParallelRun: the deployment
+              controller creates the Pod (`shoal.controllers.parallel_run`), the agent runs it
+              and makes it the Service's mirror target (`shoal.agent.parallel_routing`).
 """
