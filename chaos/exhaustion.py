@@ -229,18 +229,19 @@ async def run(ctx: Context, result: Result) -> None:
             restarted = [p for p in pods if (p.get("status") or {}).get("restartCount", 0) >= 1]
             return len(restarted) == crashers
 
-        all_looping = await wait_for(looping, 300, interval=1.0)
-        pods = await list_items(cluster.client, "pods", "app=crasher")
-        reasons = sorted({str((p.get("status") or {}).get("reason")) for p in pods})
-        backoff_events = await events_about(cluster, "exit")
-        await cluster.client.request_json(
-            "DELETE", "/api/v1/namespaces/default/deployments/crasher"
-        )
+        all_looping = await wait_for(looping, 120, interval=1.0)
+        reasons: list[str] = []
+        backoff_events: list[str] = []
+        with contextlib.suppress(Exception):  # an overwhelmed server: the figures say so
+            pods = await list_items(cluster.client, "pods", "app=crasher")
+            reasons = sorted({str((p.get("status") or {}).get("reason")) for p in pods})
+            backoff_events = await events_about(cluster, "exit")
+        await wait_for(lambda: _delete(cluster, f"{DEPLOYMENTS}/crasher"), 60, interval=1.0)
 
         async def gone() -> bool:
             return not await list_items(cluster.client, "pods", "app=crasher")
 
-        removed = await wait_for(gone, 180, interval=1.0)
+        removed = await wait_for(gone, 120, interval=1.0)
         await prober.stop()
         p99 = percentile(prober.latencies, 0.99)
         say(
@@ -257,13 +258,20 @@ async def run(ctx: Context, result: Result) -> None:
         result.check(p99 < P99_LIMIT, f"API p99 {p99 * 1000:.0f} ms >= {P99_LIMIT * 1000:.0f} ms")
         result.check(not prober.failures, f"API probe failures: {prober.failures[:5]}")
 
-        stored = await list_items(cluster.client, "deployments")
+        stored: list[Any] = []
+
+        async def listed() -> bool:
+            stored[:] = await list_items(cluster.client, "deployments")
+            return True
+
+        readable = await wait_for(listed, 60, interval=1.0) is not None
         have = {d["metadata"]["name"]: d["spec"] for d in stored}
         lost = [name for name, spec in before.items() if have.get(name, {}).get("replicas") != 0]
-        result.check(not lost, f"stored objects lost or changed: {lost}")
+        if result.check(readable, "stored objects could not be read back (server unresponsive)"):
+            result.check(not lost, f"stored objects lost or changed: {lost}")
         result.load = f"disk fill, 2 ports, {crashers} crash loops"
         result.failed = f"{len(prober.failures)} API errors"
-        result.lost = f"{len(lost)}; {disk}"
+        result.lost = f"{len(lost) if readable else '?'}; {disk}"
         result.recovery = f"API p99 {p99 * 1000:.0f} ms"
     finally:
         for holder in holders:

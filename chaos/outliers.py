@@ -10,6 +10,7 @@ again, which costs a few requests each time). The slow pod is not an error: it i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import httpx
@@ -21,6 +22,7 @@ TITLE = "slow pod + failing pod: outlier ejection"
 EJECT_LIMIT = 5.0
 SUCCESS_GOAL = 0.99
 CLUSTER = "default.mix.all"
+STATS = "mix.all.outlier_detection|cluster_manager.cluster_(added|modified)"
 
 
 async def host_flags(admin: int, host: str) -> str:
@@ -28,6 +30,28 @@ async def host_flags(admin: int, host: str) -> str:
         text = (await http.get(f"http://127.0.0.1:{admin}/clusters")).text
     prefix = f"{CLUSTER}::{host}::health_flags::"
     return next((line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)), "")
+
+
+async def _follow(admin: int, host: str, since: float, flips: list[tuple[float, bool]]) -> None:
+    state = True
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            now = "failed_outlier_check" in await host_flags(admin, host)
+            if now != state:
+                flips.append((time.monotonic() - since, now))
+                state = now
+        await asyncio.sleep(0.05)
+
+
+async def envoy_stats(admin: int, pattern: str) -> dict[str, int]:
+    async with httpx.AsyncClient(timeout=2) as http:
+        text = (await http.get(f"http://127.0.0.1:{admin}/stats", params={"filter": pattern})).text
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if (value.strip().isdigit() and int(value) and "mix" in name) or "cluster_manager" in name:
+            found[name.rsplit(".", 1)[-1] if "mix" in name else name] = int(value)
+    return found
 
 
 async def run(ctx: Context, result: Result) -> None:
@@ -71,7 +95,10 @@ async def run(ctx: Context, result: Result) -> None:
         took = await wait_for(ejected, 30, interval=0.05)
         ejected_at = time.monotonic()
         ok0, failed0 = load.figures.ok, load.figures.failed
+        flips: list[tuple[float, bool]] = []  # when the failing host went in or out
+        watching = asyncio.create_task(_follow(admin, failing, ejected_at, flips))
         await asyncio.sleep(after)
+        watching.cancel()
         ok, failed = load.figures.ok - ok0, load.figures.failed - failed0
         figures = await load.stop()
         share = ok / (ok + failed) if ok + failed else 0.0
@@ -82,9 +109,17 @@ async def run(ctx: Context, result: Result) -> None:
             f"latency p50 {percentile(figures.latencies, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(figures.latencies, 0.99) * 1000:.0f} ms (the slow pod)"
         )
-        late = [round(t - ejected_at, 2) for t in figures.failure_times if t > ejected_at]
-        if late:
-            say(f"failures after the ejection, seconds after it: {late[:40]}")
+        per_second = [0] * (int(after) + 1)
+        for moment in figures.failure_times:
+            if ejected_at <= moment <= ejected_at + after:
+                per_second[int(moment - ejected_at)] += 1
+        stats = await envoy_stats(
+            admin, "outlier_detection|cluster_manager.cluster_(added|modified)"
+        )
+        say(
+            f"failures per second after the ejection: {per_second}; failing host "
+            f"ejected/returned at {[(round(t, 1), e) for t, e in flips]}; envoy: {stats}"
+        )
         result.check(took is not None and took <= EJECT_LIMIT, f"ejected after {took}s")
         result.check(share >= SUCCESS_GOAL, f"success after ejection {share:.3%} < 99 %")
         result.load = f"{figures.total:,} req, 1 slow + 1 failing of 6"

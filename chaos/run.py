@@ -48,7 +48,7 @@ def load(key: str) -> ModuleType:
     return importlib.import_module(SCENARIOS[key])
 
 
-def run_one(key: str, *, short: bool, sabotage: bool, root: Path) -> Result:
+def run_one(key: str, *, short: bool, sabotage: bool, root: Path, keep: bool = False) -> Result:
     module = load(key)
     title = f"{key}. {module.TITLE}" + (f" [{module.SABOTAGE}]" if sabotage else "")
     print(f"\n== {title}", flush=True)
@@ -66,6 +66,7 @@ def run_one(key: str, *, short: bool, sabotage: bool, root: Path) -> Result:
         if result.problems and not sabotage:
             for child in ctx.children:
                 print(f"  --- last lines of {child.log}:\n{child.tail()}", flush=True)
+        if keep or (result.problems and not sabotage):
             print(f"  (work directory kept: {ctx.dir})")
         else:
             ctx.remove_dir()
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sabotage-only", action="store_true", help="run only the tests of the tests"
     )
+    parser.add_argument("--keep", action="store_true", help="keep every work directory")
     args = parser.parse_args(argv)
     keys = args.only.split(",") if args.only else list(SCENARIOS)
     unknown = [k for k in keys if k not in SCENARIOS]
@@ -103,10 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: list[Result] = []
     if not args.sabotage_only:
-        results += [run_one(k, short=args.short, sabotage=False, root=root) for k in keys]
+        results += [
+            run_one(k, short=args.short, sabotage=False, root=root, keep=args.keep) for k in keys
+        ]
     if not args.no_sabotage:
         results += [
-            run_one(k, short=args.short, sabotage=True, root=root) for k in keys if k in SABOTAGED
+            run_one(k, short=args.short, sabotage=True, root=root, keep=args.keep)
+            for k in keys
+            if k in SABOTAGED
         ]
     mode = "short" if args.short else "full"
     print(f"\nchaos summary ({mode} run, {time.monotonic() - started:.0f}s):")
