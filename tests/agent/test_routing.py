@@ -63,6 +63,15 @@ def test_endpoint_state_follows_readiness_phase_binding_and_deletion() -> None:
     assert endpoint_state(pod("a", node=None)) is None
 
 
+def test_a_pod_this_agent_knows_ready_is_routed_before_its_status_says_so() -> None:
+    fresh = pod("a", ready=False)
+    assert endpoint_state(fresh, locally_ready=True) == "serving"
+    table, membership = build_routing([service("web", 8080)], [fresh], {}, locally_ready={"uid-a"})
+    assert table.clusters[0].endpoints == (Endpoint("127.0.0.1", 20001),)
+    assert set(membership) == {"uid-a"}
+    assert build_routing([service("web", 8080)], [fresh], {})[1] == {}
+
+
 def test_target_port_by_default_number_digits_or_name() -> None:
     p = pod("a", port=20005)
     assert target_port(service("s", 80), p) == 20005

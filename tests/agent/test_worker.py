@@ -99,14 +99,17 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         pods: Informer[Pod] = Informer(client, Pod)
         services: Informer[Service] = Informer(client, Service)
         sink = LoggingSink(log=log)
-        dataplane = DataPlane(sink, lambda: build_routing(services.items(), pods.items(), {}))
+        ready: set[str] = set()  # the context's locally_ready, shared with the routing
+        dataplane = DataPlane(
+            sink, lambda: build_routing(services.items(), pods.items(), {}, locally_ready=ready)
+        )
         driver = LoggingDriver(log)
         ctx = AgentContext(
             client=client, node_name="n1", server_url="http://api", data_dir=tmp_path,
             dataplane=dataplane, drivers=DriverChoice({"fake": driver}, lambda _pod: "fake"),
             ports=PortAllocator(is_free=lambda _port: True), records=PodRecords(tmp_path / "r"),
             recorder=EventRecorder(client, "agent"), pods=pods, services=services,
-            routing_changed=dataplane.invalidate, drain_timeout=5.0,
+            routing_changed=dataplane.invalidate, drain_timeout=5.0, locally_ready=ready,
         )  # fmt: skip
         rig = Rig(client, ctx, driver, sink, log)
 

@@ -60,3 +60,6 @@ class AgentContext:
     # One HTTP client for every httpGet probe of the node: creating one costs ~20 ms of CPU
     # (its TLS context), too much to pay at each process start. Closed by the runner.
     probe_client: httpx.AsyncClient = field(default_factory=probe_client)
+    # Pods whose readiness probe passes, known here before their status says so: the routing
+    # table takes them in at once, and one status write then sets ContainersReady and Ready.
+    locally_ready: set[str] = field(default_factory=set)

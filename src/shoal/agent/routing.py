@@ -4,7 +4,8 @@ Called by the agent runner (through the data plane's sync loop) whenever one of 
 
 A pod's endpoint in a Service's cluster is, by the pod's state:
 
-    serving   ContainersReady=True, Running, not being deleted     -> routed
+    serving   ContainersReady=True and Running (or, on this node, its
+              readiness just passed), not being deleted            -> routed
     draining  being deleted, process still running, was serving   -> no new requests, but
               listed so that its in-flight requests stay visible until they finish
     absent    anything else (not ready, stopped, not bound, gone) -> not listed
@@ -20,7 +21,7 @@ endpoints of the pods it selects, and returns its listener, its clusters and the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,11 +87,12 @@ class ServiceRouting:
 ServiceRouteBuilder = Callable[[Service, Sequence[PodEndpoint]], ServiceRouting]
 
 
-def endpoint_state(pod: Pod) -> EndpointState | None:
-    """Whether (and how) a pod belongs in its Services' clusters."""
+def endpoint_state(pod: Pod, locally_ready: bool = False) -> EndpointState | None:
+    """Whether (and how) a pod belongs in its Services' clusters. `locally_ready`: this node's
+    agent knows its readiness passed, before the status saying so is written."""
     ready = find_condition(pod.status.conditions, "ContainersReady")
-    was_serving = ready is not None and ready.status == "True" and pod.status.phase == "Running"
-    if not was_serving or pod.spec.node_name is None:
+    by_status = ready is not None and ready.status == "True" and pod.status.phase == "Running"
+    if not (locally_ready or by_status) or pod.spec.node_name is None:
         return None
     return "draining" if pod.metadata.deletion_timestamp is not None else "serving"
 
@@ -120,12 +122,15 @@ def node_addresses(nodes: Iterable[Node]) -> dict[str, str]:
 
 
 def pod_endpoints(
-    service: Service, pods: Iterable[Pod], addresses: Mapping[str, str]
+    service: Service,
+    pods: Iterable[Pod],
+    addresses: Mapping[str, str],
+    locally_ready: Collection[str] = (),
 ) -> list[PodEndpoint]:
     """The routable pods of a Service, in a stable order (by host, port)."""
     found: list[PodEndpoint] = []
     for pod in pods:
-        state = endpoint_state(pod)
+        state = endpoint_state(pod, pod.metadata.uid in locally_ready)
         if state is None or not selects(service, pod):
             continue
         port = target_port(service, pod)
@@ -163,8 +168,10 @@ def build_routing(
     pods: Iterable[Pod],
     addresses: Mapping[str, str],
     builder: ServiceRouteBuilder = single_cluster,
+    locally_ready: Collection[str] = (),
 ) -> tuple[RoutingTable, Membership]:
-    """The routing table for every Service, and where each pod appears in it."""
+    """The routing table for every Service, and where each pod appears in it.
+    `locally_ready`: uids of this node's pods whose readiness passed (see `endpoint_state`)."""
     placements: dict[str, list[Placement]] = {}
     listeners: list[ServiceListener] = []
     clusters: list[UpstreamCluster] = []
@@ -174,7 +181,8 @@ def build_routing(
         if service.spec.port in ports_taken:
             continue  # a second Service on one port: the first (by namespace, name) keeps it
         ports_taken.add(service.spec.port)
-        routing = builder(service, pod_endpoints(service, pod_list, addresses))
+        endpoints = pod_endpoints(service, pod_list, addresses, locally_ready)
+        routing = builder(service, endpoints)
         listeners.append(routing.listener)
         for extra in routing.extra_listeners:
             if extra.port not in ports_taken:

@@ -214,8 +214,9 @@ class Agent:
     # -- routing --------------------------------------------------------------------------------
     def compute_routing(self) -> tuple[RoutingTable, Membership]:
         return build_routing(
-            self.services.items(), self.pods.items(), self._addresses, self.route_builder
-        )
+            self.services.items(), self.pods.items(), self._addresses, self.route_builder,
+            self.context.locally_ready,
+        )  # fmt: skip
 
     def routing_changed(self) -> None:
         if self.ready.is_set():

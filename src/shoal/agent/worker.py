@@ -280,9 +280,15 @@ class PodWorker:
         if self._prober is not None:
             await self._prober.stop()
             self._prober = None
+        self._unready()
+
+    def _unready(self) -> None:
         if self._ready_task is not None:
             self._ready_task.cancel()
             self._ready_task = None
+        if self.uid in self.ctx.locally_ready:
+            self.ctx.locally_ready.discard(self.uid)
+            self.ctx.routing_changed()
 
     async def _record_exit(self, exit: ExitStatus) -> None:
         if not exit.succeeded:
@@ -302,22 +308,19 @@ class PodWorker:
         if event.kind != "readiness":
             return
         if event.success:
-            if not is_selected(self.ctx.services.items(), self.pod):
-                await self._write_status(podstatus.ready)  # nothing to wait for in Envoy
-                return
-            await self._write_status(podstatus.containers_ready)
+            self.ctx.locally_ready.add(self.uid)
+            self.ctx.routing_changed()
             if self._ready_task is None or self._ready_task.done():
                 self._ready_task = asyncio.create_task(self._become_ready())
             return
         self.ctx.recorder.record(self.pod, "Warning", "Unhealthy", f"readiness: {event.message}")
-        if self._ready_task is not None:
-            self._ready_task.cancel()
-            self._ready_task = None
+        self._unready()
         failed = partial(podstatus.not_ready, reason="ReadinessProbeFailed")
         await self._write_status(partial(failed, message=event.message))
 
     async def _become_ready(self) -> None:
-        """Ready only once Envoy routes to the pod (or no Service selects it)."""
+        """Ready only once Envoy routes to the pod (or no Service selects it); one write sets
+        ContainersReady and Ready."""
         while not self.deleting.is_set():
             if not is_selected(self.ctx.services.items(), self.pod):
                 break
