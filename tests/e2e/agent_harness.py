@@ -135,6 +135,11 @@ class ShoalServer:
                 raise AssertionError(f"shoal server ignored SIGTERM for {timeout:g}s") from None
         return self.process.returncode
 
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`shoal --server <this> ARGS...` as a user runs it (a subprocess)."""
+        command = [sys.executable, "-m", "shoal.cli.main", "--server", self.url, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -68,6 +68,8 @@ def test_a_readiness_probe_on_a_closed_port_stalls_the_rollout_and_old_pods_serv
     assert ready.message and f"127.0.0.1:{closed}" in ready.message, ready.message
     assert "Unhealthy" in {e.reason for e in events_of(server, new[0].metadata.name, namespace)}
     assert {get_version(port) for _ in range(30)} == {"v1"}, "old pods must still serve"
+    status = server.cli("rollout", "status", "deployment/web", "-n", namespace, "--timeout", "5s")
+    assert status.returncode == 1 and "progress deadline" in status.stdout + status.stderr
 
 
 def test_a_missing_command_is_a_clear_status_reason_not_an_agent_crash(

@@ -44,6 +44,9 @@ def test_ten_rolling_updates_under_load_fail_no_request(shoal_server: ShoalServe
         for number in range(2, ROLLOUTS + 2):
             version = f"v{number}"
             deploy(shoal_server, port, version)
+            if number == ROLLOUTS + 1:  # the last one followed as a user would
+                status = shoal_server.cli("rollout", "status", "deployment/web", "--timeout", "60s")
+                assert status.returncode == 0 and "successfully rolled out" in status.stdout
             wait_rollout(shoal_server.client, "web")
             done = time.monotonic()
             wait_for("answers after it", lambda done=done: len(load.all(since=done)) >= 50)
