@@ -51,8 +51,7 @@ log = logging.getLogger(__name__)
 
 FINALIZER = "shoal.dev/process"
 READY_CONFIRM_TIMEOUT = 30.0
-UNHEALTHY_DRAIN_SECONDS = 5.0
-SCHEDULER_WRITE_WAIT = 1.0  # a liveness kill waits this long at most for Envoy to let go
+UNHEALTHY_DRAIN_SECONDS = 5.0  # a liveness kill waits this long at most for Envoy to let go
 Run = tuple[Driver, TaskHandle]
 
 
