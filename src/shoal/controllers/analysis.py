@@ -18,6 +18,7 @@ reaches nodes on the control plane's host).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from shoal.agent.envoy.config import cluster_name
@@ -43,8 +44,13 @@ log = logging.getLogger(__name__)
 
 
 class AnalysisExecutor:
-    def __init__(self, context: ControllerContext) -> None:
+    def __init__(
+        self, context: ControllerContext, on_written: Callable[[AnalysisRun], None] | None = None
+    ) -> None:
         self.context = context
+        # Wakes the owning Deployment at once (it reads the run from the shared cache), one
+        # watch round trip sooner than the run's MODIFIED event would.
+        self.on_written = on_written
 
     async def reconcile(self, key: Key) -> Result | None:
         _, namespace, name = key
@@ -78,9 +84,12 @@ class AnalysisExecutor:
         changed = run.model_copy(update={"status": status})
         changed.metadata = changed.metadata.model_copy(update={"resource_version": None})
         try:
-            ctx.analysis_runs.remember(await ctx.client.update_status(changed))
+            written = await ctx.client.update_status(changed)
         except NotFound:
             return None
+        ctx.analysis_runs.remember(written)
+        if self.on_written is not None:
+            self.on_written(written)
         if status.finished_at is not None or not due_times:
             return None
         wait = (min(due_times) - ctx.clock.now()).total_seconds()

@@ -65,7 +65,10 @@ class ControllerManager:
         )
         self.scheduler = Controller("scheduler", Binder(context).reconcile, clock=clock, workers=1)
         self.analysis = Controller(
-            "analysis", AnalysisExecutor(context).reconcile, clock=clock, workers=workers
+            "analysis",
+            AnalysisExecutor(context, self._wake_owner).reconcile,
+            clock=clock,
+            workers=workers,
         )
         context.deployments.add_handler(self._on_deployment)
         context.replica_sets.add_handler(self._on_replica_set)
@@ -118,6 +121,11 @@ class ControllerManager:
         for pod in self.context.pods.items():
             if needs_scheduling(pod):
                 self.scheduler.enqueue(key_of(pod))
+
+    def _wake_owner(self, obj: Resource) -> None:
+        owner = owner_key(obj, "Deployment")
+        if owner is not None:
+            self.deployments.enqueue(owner)
 
     def _on_analysis_run(self, kind: EventKind, obj: Resource) -> None:
         if kind != "DELETED":
