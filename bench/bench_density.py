@@ -102,7 +102,7 @@ def main() -> None:
 
             def all_ready() -> bool:
                 status = server.client.get(Deployment, "tiny").status
-                return status.available_replicas == args.pods
+                return bool(status.available_replicas == args.pods)
 
             wait_for(f"{args.pods} ready pods", all_ready, timeout=600, interval=0.2)
             ready_seconds = time.monotonic() - began

@@ -32,7 +32,7 @@ def table(endpoints: dict[str, tuple[int, bool]]) -> tuple[RoutingTable, Members
         CLUSTER, tuple(Endpoint("127.0.0.1", p, draining=d) for p, d in endpoints.values())
     )
     listener = ServiceListener("default.web", 8080, (Route(Destination.single(CLUSTER)),))
-    membership = {
+    membership: Membership = {
         uid: (Placement(CLUSTER, "127.0.0.1", port, "draining" if d else "serving"),)
         for uid, (port, d) in endpoints.items()
     }

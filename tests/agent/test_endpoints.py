@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shoal.agent.endpoints import merged, node_endpoints
-from shoal.agent.routing import Placement
+from shoal.agent.routing import Membership, Placement
 from shoal.api.pod import Pod
 from shoal.api.service import Service, ServiceEndpoint
 
@@ -21,7 +21,7 @@ SERVICE = Service.new("web", spec={"selector": {"app": "web"}, "port": 8080, "ta
 
 def test_this_nodes_running_selected_pods_ready_when_envoy_serves_them() -> None:
     pods = [pod("a"), pod("bb"), pod("c", node="n2"), pod("d", phase="Pending"), pod("e", app="db")]
-    confirmed = {
+    confirmed: Membership = {
         "uid-a": (Placement("default.web.all", "10.0.0.1", 20001, "serving"),),
         "uid-bb": (Placement("default.web.all", "10.0.0.1", 20002, "draining"),),
     }

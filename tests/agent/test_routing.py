@@ -51,7 +51,8 @@ def pod(
 
 def service(name: str, port: int, app: str = "web", target: int | str | None = None) -> Service:
     spec = {"selector": {"app": app}, "port": port, "targetPort": target}
-    return Service.new(name, spec=spec)
+    created: Service = Service.new(name, spec=spec)
+    return created
 
 
 def test_endpoint_state_follows_readiness_phase_binding_and_deletion() -> None:

@@ -143,7 +143,8 @@ def test_liveness_failure_restarts_readiness_failure_only_moves_traffic(
     server.client.apply_all([probed, service("probed", port, namespace)])
     wait_rollout(server.client, "probed", namespace)
     first, second = pods_of(server.client, "probed", namespace)
-    assert first.status.host_port and second.status.host_port
+    first_port = first.status.host_port
+    assert first_port is not None and second.status.host_port is not None
 
     def current(pod: Pod) -> Pod:
         return server.client.get(Pod, pod.metadata.name, namespace)
@@ -151,14 +152,14 @@ def test_liveness_failure_restarts_readiness_failure_only_moves_traffic(
     # Readiness fails: out of Envoy, not restarted; the Service keeps answering.
     (flags / f"{first.metadata.name}.unready").touch()
     wait_for("not ready", lambda: not current(first).status.ready)
-    wait_for("out of Envoy", lambda: not server.envoy_lists(first.status.host_port))
+    wait_for("out of Envoy", lambda: not server.envoy_lists(first_port))
     assert {httpx.get(f"http://127.0.0.1:{port}/").status_code for _ in range(20)} == {200}
     time.sleep(0.6)
     after = current(first)
     assert after.status.pid == first.status.pid and after.status.restart_count == 0
     (flags / f"{first.metadata.name}.unready").unlink()
     wait_for("ready again", lambda: current(first).status.ready)
-    assert server.envoy_lists(first.status.host_port)
+    assert server.envoy_lists(first_port)
 
     # Liveness fails: the process is restarted (new pid, restartCount 1, lastState Unhealthy).
     dead = flags / f"{second.metadata.name}.dead"

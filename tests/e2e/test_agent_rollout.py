@@ -10,9 +10,11 @@ first test can fail, and the drain is what makes it pass.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from agent_harness import (
+    Load,
     ServerFactory,
     ShoalServer,
     app_deployment,
@@ -28,6 +30,10 @@ pytestmark = pytest.mark.e2e
 
 ROLLOUTS = 10
 CLIENTS = 8
+
+
+def answered_since(load: Load, since: float, count: int = 50) -> bool:
+    return len(load.all(since)) >= count
 
 
 def deploy(server: ShoalServer, port: int, version: str, replicas: int = 3) -> None:
@@ -49,7 +55,7 @@ def test_ten_rolling_updates_under_load_fail_no_request(shoal_server: ShoalServe
                 assert status.returncode == 0 and "successfully rolled out" in status.stdout
             wait_rollout(shoal_server.client, "web")
             done = time.monotonic()
-            wait_for("answers after it", lambda done=done: len(load.all(since=done)) >= 50)
+            wait_for("answers after it", partial(answered_since, load, done))
             assert load.versions(since=done) == {version}, f"old answers after rollout {version}"
         # Scaling down drains too: 3 -> 1 at once leaves two pods draining beside one.
         deploy(shoal_server, port, f"v{ROLLOUTS + 1}", replicas=1)
