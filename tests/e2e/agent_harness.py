@@ -66,8 +66,12 @@ def wait_for(
 class ShoalServer:
     """`shoal server` on a free port over `data_dir`; restartable on the same port and dir."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, *, agent: bool = True
+    ) -> None:
+        """`agent=False`: `shoal server --no-agent` (nodes join with `ShoalAgent`)."""
         self.data_dir = data_dir
+        self.agent = agent
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
@@ -92,14 +96,15 @@ class ShoalServer:
         command = [
             sys.executable, "-m", "shoal.cli.main", "server",
             "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
-            "--node-name", "e2e",
+            "--node-name", "e2e", *(() if self.agent else ("--no-agent",)),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
         )
         log.close()
         wait_for("the server's /healthz", self._healthy)
-        wait_for("the embedded agent", lambda: "agent e2e ready" in self.log())
+        if self.agent:
+            wait_for("the embedded agent", lambda: "agent e2e ready" in self.log())
 
     def _healthy(self) -> bool:
         assert self.process is not None
@@ -190,6 +195,48 @@ def leftovers_of(data_dir: Path, exclude: int | None = None) -> list[psutil.Proc
         if (info["cwd"] or "").startswith(root) or f" {root}/" in f" {cmdline}":
             found.append(process)
     return found
+
+
+class ShoalAgent:
+    """`shoal agent` on its own, joining `server`; its data dir is inside the server's, so the
+    server's leftover check covers its pods and Envoy too."""
+
+    def __init__(self, server: ShoalServer, node_name: str) -> None:
+        self.server, self.node_name = server, node_name
+        self.data_dir = server.data_dir / f"node-{node_name}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.server.data_dir / f"agent-{self.node_name}-{self.starts}.log").open("wb")
+        command = [
+            sys.executable, "-m", "shoal.cli.main", "agent", "--server", self.server.url,
+            "--data-dir", str(self.data_dir), "--node-name", self.node_name,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.server.env,
+        )  # fmt: skip
+        log.close()
+        wait_for(f"agent {self.node_name}", lambda: f"agent {self.node_name} ready" in self.log())
+
+    def log(self) -> str:
+        path = self.server.data_dir / f"agent-{self.node_name}-{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def crash(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def leftovers(self) -> list[psutil.Process]:
+        return leftovers_of(self.data_dir, exclude=self.process.pid if self.process else None)
 
 
 ServerFactory = Callable[..., ShoalServer]  # the `shoal_server_factory` fixture: (env=None)

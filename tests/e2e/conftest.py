@@ -17,10 +17,10 @@ from agent_harness import ServerFactory, ShoalServer, kill_leftovers
 def servers_in(base: Path) -> Iterator[ServerFactory]:
     started: list[ShoalServer] = []
 
-    def start(env: dict[str, str] | None = None) -> ShoalServer:
+    def start(env: dict[str, str] | None = None, agent: bool = True) -> ShoalServer:
         data_dir = base / f"shoal-{len(started) + 1}"
         data_dir.mkdir()
-        server = ShoalServer(data_dir, env)
+        server = ShoalServer(data_dir, env, agent=agent)
         started.append(server)
         server.start()
         return server
@@ -41,7 +41,7 @@ def servers_in(base: Path) -> Iterator[ServerFactory]:
 
 @pytest.fixture
 def shoal_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """`factory(env=None)` starts one more server with its own data dir."""
+    """`factory(env=None, agent=True)` starts one more server with its own data dir."""
     with servers_in(tmp_path) as start:
         yield start
 
