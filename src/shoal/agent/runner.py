@@ -206,6 +206,7 @@ class Agent:
             features=["sandbox"] if self.sandbox_ok else [],
         )  # fmt: skip
         self.ready = asyncio.Event()
+        self._stopping = False
         self._addresses: dict[str, str] = {}
         self._unscheduled: set[str] = set()  # uids of pods seen without a node
         self.log_max_bytes, self.log_keep = DEFAULT_MAX_BYTES, DEFAULT_KEEP
@@ -235,7 +236,7 @@ class Agent:
             self._unscheduled.add(pod.metadata.uid or "")
         elif kind == "DELETED" or pod.spec.node_name != self.node_name:
             self._unscheduled.discard(pod.metadata.uid or "")
-        if pod.spec.node_name == self.node_name and self.ready.is_set():
+        if pod.spec.node_name == self.node_name and self.ready.is_set() and not self._stopping:
             self._feed(kind, pod)
 
     def _feed(self, kind: EventKind, pod: Pod) -> None:
@@ -322,6 +323,9 @@ class Agent:
             log.info("agent %s ready (envoy admin port %s)", self.node_name, port)
             await stop.wait()
         finally:
+            # From here a pod event must not start a worker: it would start the process again
+            # right after `_stop_record` stopped it, and nothing would stop that one.
+            self._stopping = True
             await self._cancel_workers()
             if stop_pods:
                 await asyncio.gather(*map(self._stop_record, self.context.records.all()))
