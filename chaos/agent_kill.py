@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.loadgen import HttpLoad, free_port
@@ -76,6 +77,16 @@ async def run(ctx: Context, result: Result) -> None:
                            if p["metadata"]["uid"] in old)  # fmt: skip
                 return len(pods) == want and same and all(is_ready(p) for p in pods)
 
+            wall = datetime.now(UTC)
+
+            async def registered(since: datetime = wall) -> bool:
+                nodes = await list_items(cluster.client, "nodes")
+                beats = [n["status"].get("lastHeartbeatTime") for n in nodes]
+                return any(b and datetime.fromisoformat(b.replace("Z", "+00:00")) > since
+                           for b in beats)  # fmt: skip
+
+            up = await wait_for(registered, 30, interval=0.02)
+            up = None if up is None else time.monotonic() - restarted
             took = await wait_for(correct, 30)
             took = None if took is None else time.monotonic() - restarted
             await asyncio.sleep(1.5)  # and it stays so: no late restarts
@@ -88,8 +99,10 @@ async def run(ctx: Context, result: Result) -> None:
             new_envoy = cluster.envoy()
             failed = load.figures.failed - failed_before
             say(
-                f"round {round_ + 1}: status correct {took if took is None else f'{took:.2f}s'} "
-                f"after the agent restart; {len(processes)} pod processes for {replicas} pods; "
+                f"round {round_ + 1}: agent registered after "
+                f"{up if up is None else f'{up:.2f}s'}, status correct "
+                f"{took if took is None else f'{took:.2f}s'} after the agent restart; "
+                f"{len(processes)} pod processes for {replicas} pods; "
                 f"changed pid/start/restarts: {changed or 'none'}; Envoy pid "
                 f"{envoy.pid if envoy else None} -> {new_envoy.pid if new_envoy else None}; "
                 f"{failed} requests failed"

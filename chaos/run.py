@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 import tempfile
 import time
@@ -115,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             if k in SABOTAGED
         ]
     mode = "short" if args.short else "full"
-    print(f"\nchaos summary ({mode} run, {time.monotonic() - started:.0f}s):")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nchaos summary ({mode} run, {time.monotonic() - started:.0f}s; load average now "
+        f"{load} on {os.cpu_count()} CPUs):"
+    )
     print(table(results))
     for result in results:
         for problem in result.problems if not result.expect_failure else ():
