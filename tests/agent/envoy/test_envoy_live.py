@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import Counter
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from envoy_harness import EnvoyHarness, Upstream, free_port
 
 from shoal.agent.envoy import (
     ConfigRejectedError,
+    ConfirmTimeoutError,
     Destination,
     Endpoint,
     HeaderMatch,
@@ -279,3 +281,19 @@ async def test_preview_listener_and_cluster_removal(
     assert "cluster.ns.web.blue" not in versions  # removed from Envoy
     with pytest.raises(httpx.ConnectError):
         await bodies(preview, 1)
+
+
+async def test_a_taken_port_is_rejected_not_shared(
+    envoy: EnvoyHarness, upstreams: Callable[[str], Upstream]
+) -> None:
+    """Another process listening with SO_REUSEPORT (as a second Envoy would) must make the
+    listener fail, not silently split the port's traffic with it."""
+    a = upstreams("a")
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        table = RoutingTable((single("l", port, "c"),), (cluster("c", a),))
+        with pytest.raises((ConfigRejectedError, ConfirmTimeoutError)):
+            await apply_and_confirm(envoy.writer, envoy.supervisor.admin, table, timeout_s=3)

@@ -136,6 +136,9 @@ def build_listener(listener: ServiceListener, rds_path: str, rds_dir: str) -> di
         _TYPE: LISTENER_TYPE,
         "name": listener.name,
         "address": {"socket_address": {"address": listener.address, "port_value": listener.port}},
+        # Envoy binds with SO_REUSEPORT by default: a second shoal (or any Envoy) on the same
+        # port would then silently share its traffic. A taken port must be an error instead.
+        "enable_reuse_port": False,
         "filter_chains": [
             {
                 "filters": [
