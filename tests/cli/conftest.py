@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import socket
 import subprocess
 import sys
 import time
@@ -12,29 +11,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from typer.testing import CliRunner
-
-from shoal.cli.main import app
+from cli_runner import Shoal, free_port
 
 _namespaces = itertools.count(1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Shoal:
-    """Runs `shoal ARGS...` against one server, in this process."""
-
-    def __init__(self, server: str) -> None:
-        self.server = server
-        self.runner = CliRunner()
-
-    def __call__(self, *args: str, stdin: str | None = None) -> tuple[int, str]:
-        result = self.runner.invoke(app, ["--server", self.server, *args], input=stdin)
-        return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

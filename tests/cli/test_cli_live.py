@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from cli_runner import Shoal
 from cli_samples import deployment_doc
-from conftest import Shoal
 from rich.console import Console
 
 from shoal.api.deployment import Deployment

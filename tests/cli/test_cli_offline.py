@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Shoal, free_port
+from cli_runner import Shoal, free_port
 from typer.testing import CliRunner
 
 from shoal.cli.main import app
