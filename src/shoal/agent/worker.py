@@ -103,6 +103,8 @@ class PodWorker:
         try:
             await self._live()
         except asyncio.CancelledError:
+            for write in self._writes:  # the agent is going away; so are its pending writes
+                write.cancel()
             raise
         except Exception as error:
             log.exception("pod %s/%s: worker failed", self.namespace, self.name)
