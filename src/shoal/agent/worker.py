@@ -34,12 +34,13 @@ from shoal.agent import podstatus
 from shoal.agent.context import AgentContext
 from shoal.agent.drivers.base import Driver, ExitStatus, ProcessSpec, StartError, TaskHandle
 from shoal.agent.exec_action import ExecContext
+from shoal.agent.http_probe import check_http_get
 from shoal.agent.lifecycle import StopOutcome, stop_pod
 from shoal.agent.logs import PodLogs
 from shoal.agent.podprocess import assign_ports, port_names_to_allocate, process_spec
 from shoal.agent.podwrites import PodWrites
 from shoal.agent.ports import PortsExhaustedError
-from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_probe
+from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_probe, resolve_port
 from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord
 from shoal.agent.restarts import RestartHistory, next_restart
@@ -263,7 +264,13 @@ class PodWorker:
         return exit
 
     async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
-        return await check_probe(probe, target, self.ctx.probe_client)
+        action = probe.http_get
+        if action is None:
+            return await check_probe(probe, target, self.ctx.probe_client)
+        port = resolve_port(action.port, target.ports)
+        if port is None:
+            return CheckResult(False, f"port {action.port!r} is not a port of this pod")
+        return await check_http_get(action, port, probe.timeout_seconds)
 
     async def _stop_process(
         self, driver: Driver, handle: TaskHandle, spec: ProcessSpec
