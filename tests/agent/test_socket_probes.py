@@ -1,4 +1,4 @@
-"""http_probe: one httpGet probe attempt against a real local HTTP server (asyncio, in this
+"""socket_probes: httpGet and tcpSocket attempts against a real local server (asyncio, in this
 event loop): status classes, headers sent, timeout, refused, a non-HTTP answer."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shoal.agent.http_probe import check_http_get, request_bytes, status_code
+from shoal.agent.socket_probes import http_get, request_bytes, status_code, tcp_connect
 from shoal.api.pod import HTTPGetAction
 
 ANSWERS = {
@@ -25,7 +25,11 @@ async def server() -> AsyncIterator[tuple[int, list[bytes]]]:
     requests: list[bytes] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await reader.readuntil(b"\r\n\r\n")
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:  # a tcp probe: connects and goes
+            writer.close()
+            return
         requests.append(request)
         path = request.split(b" ")[1]
         if path == b"/slow":
@@ -47,12 +51,12 @@ def get(path: str, **extra: object) -> HTTPGetAction:
 async def test_200_to_399_succeed_and_the_rest_fail(server: tuple[int, list[bytes]]) -> None:
     port, _ = server
     url = f"http://127.0.0.1:{port}"
-    assert (await check_http_get(get("/ok"), port, 1)).message == f"GET {url}/ok: 200"
-    assert (await check_http_get(get("moved"), port, 1)).success, "no leading slash is fine"
-    broken = await check_http_get(get("/broken"), port, 1)
+    assert (await http_get(get("/ok"), port, 1)).message == f"GET {url}/ok: 200"
+    assert (await http_get(get("moved"), port, 1)).success, "no leading slash is fine"
+    broken = await http_get(get("/broken"), port, 1)
     assert not broken.success and broken.message == f"GET {url}/broken: HTTP 500"
-    assert not (await check_http_get(get("/nope"), port, 1)).success
-    garbage = await check_http_get(get("/garbage"), port, 1)
+    assert not (await http_get(get("/nope"), port, 1)).success
+    garbage = await http_get(get("/garbage"), port, 1)
     assert not garbage.success and "not an HTTP answer" in garbage.message
 
 
@@ -61,7 +65,7 @@ async def test_headers_host_and_a_fresh_connection_each_time(
 ) -> None:
     port, requests = server
     action = get("/ok", httpHeaders=[{"name": "X-Probe", "value": "yes"}])
-    assert (await check_http_get(action, port, 1)).success
+    assert (await http_get(action, port, 1)).success
     (request,) = requests
     assert request.startswith(b"GET /ok HTTP/1.1\r\n")
     assert f"Host: 127.0.0.1:{port}\r\n".encode() in request
@@ -70,13 +74,23 @@ async def test_headers_host_and_a_fresh_connection_each_time(
 
 async def test_timeout_and_refused(server: tuple[int, list[bytes]]) -> None:
     port, _ = server
-    slow = await check_http_get(get("/slow"), port, 0.1)
+    slow = await http_get(get("/slow"), port, 0.1)
     assert not slow.success and slow.message.endswith("timeout after 0.1s")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
-    refused = await check_http_get(get("/ok"), closed, 1)
-    assert not refused.success and refused.message.startswith(f"GET http://127.0.0.1:{closed}/ok:")
+    refused = await http_get(get("/ok"), closed, 1)
+    assert refused.message == f"GET http://127.0.0.1:{closed}/ok: Connection refused"
+
+
+async def test_tcp_connects_or_says_why(server: tuple[int, list[bytes]]) -> None:
+    port, _ = server
+    assert (await tcp_connect("127.0.0.1", port, 1)).message == f"tcp 127.0.0.1:{port}: connected"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    refused = await tcp_connect("127.0.0.1", closed, 1)
+    assert refused.message == f"tcp 127.0.0.1:{closed}: Connection refused"
 
 
 def test_status_line_parsing_and_request_shape() -> None:

@@ -57,9 +57,9 @@ class AgentContext:
     address: str = "127.0.0.1"
     drain_timeout: float = 30.0
     drain_before_stop: bool = True  # False only as a test knob (see runner.SKIP_DRAIN_VARIABLE)
-    # What `probe_checks.check_probe` wants for its httpGet checks, created once per node (an
-    # httpx client costs ~20 ms of CPU); the worker's own httpGet check (http_probe) is
-    # cheaper still. Closed by the runner.
+    # What `probe_checks.check_probe` wants (it is used for exec probes here, httpGet and tcp
+    # go through socket_probes); created once per node, an httpx client costs ~20 ms of CPU.
+    # Closed by the runner.
     probe_client: httpx.AsyncClient = field(default_factory=probe_client)
     # Pods whose readiness probe passes, known here before their status says so: the routing
     # table takes them in at once, and one status write then sets ContainersReady and Ready.

@@ -34,7 +34,6 @@ from shoal.agent import podstatus
 from shoal.agent.context import AgentContext
 from shoal.agent.drivers.base import Driver, ExitStatus, ProcessSpec, StartError, TaskHandle
 from shoal.agent.exec_action import ExecContext
-from shoal.agent.http_probe import check_http_get
 from shoal.agent.lifecycle import StopOutcome, stop_pod
 from shoal.agent.logs import PodLogs
 from shoal.agent.podprocess import assign_ports, port_names_to_allocate, process_spec
@@ -45,6 +44,7 @@ from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord
 from shoal.agent.restarts import RestartHistory, next_restart
 from shoal.agent.routing import is_selected
+from shoal.agent.socket_probes import http_get, tcp_connect
 from shoal.api.meta import find_condition
 from shoal.api.pod import Pod, PodStatus, Probe
 
@@ -264,13 +264,15 @@ class PodWorker:
         return exit
 
     async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
-        action = probe.http_get
-        if action is None:
+        action = probe.http_get or probe.tcp_socket
+        if action is None:  # exec
             return await check_probe(probe, target, self.ctx.probe_client)
         port = resolve_port(action.port, target.ports)
         if port is None:
             return CheckResult(False, f"port {action.port!r} is not a port of this pod")
-        return await check_http_get(action, port, probe.timeout_seconds)
+        if probe.http_get is not None:
+            return await http_get(probe.http_get, port, probe.timeout_seconds)
+        return await tcp_connect(action.host, port, probe.timeout_seconds)
 
     async def _stop_process(
         self, driver: Driver, handle: TaskHandle, spec: ProcessSpec
