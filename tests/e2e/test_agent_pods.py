@@ -5,6 +5,7 @@ The tests share one server; each uses its own namespace and Service port."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -174,3 +175,35 @@ def test_liveness_failure_restarts_readiness_failure_only_moves_traffic(
     assert restarted.status.last_state.reason == "Unhealthy"
     messages = [e.message for e in events_of(server, second.metadata.name, namespace)]
     assert any("liveness probe failed" in m for m in messages), messages
+
+
+def test_a_taken_service_port_is_an_event_and_blocks_nothing_else(
+    shared_server: ShoalServer,
+) -> None:
+    """Another process holds one Service's port: that Service gets a PortInUse event, and the
+    node's other Services keep getting their changes (a rejected listener must not freeze the
+    whole data plane)."""
+    server, namespace = shared_server, "taken"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        server.client.apply_all([app_deployment("squat", replicas=1, namespace=namespace),
+                                 service("squat", taken, namespace)])  # fmt: skip
+        wait_for(
+            "a PortInUse event",
+            lambda: "PortInUse" in {e.reason for e in events_of(server, "squat", namespace)},
+        )
+        free = free_port()
+        server.client.apply_all([app_deployment("fine", replicas=1, namespace=namespace),
+                                 service("fine", free, namespace)])  # fmt: skip
+        wait_rollout(server.client, "fine", namespace)
+        assert get_version(free) == "v1"
+    wait_for("the freed port to be served", lambda: _answers(taken))
+
+
+def _answers(port: int) -> bool:
+    try:
+        return get_version(port) == "v1"
+    except Exception:
+        return False

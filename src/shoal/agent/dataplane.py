@@ -31,6 +31,7 @@ from shoal.agent.envoy import (
     XdsWriter,
     apply_and_confirm,
 )
+from shoal.agent.listener_ports import leave_out_taken_ports
 from shoal.agent.routing import Membership
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,18 @@ MIN_SYNC_INTERVAL = 0.05  # seconds between the starts of two syncs
 class DataPlane:
     """The sync loop between the desired table and Envoy, and what Envoy confirmed."""
 
-    def __init__(self, sink: EnvoySink, source: RoutingSource) -> None:
+    def __init__(
+        self,
+        sink: EnvoySink,
+        source: RoutingSource,
+        port_probe: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        """`port_probe` (the real agent passes `can_listen`) tests new listeners' ports."""
         self.sink = sink
         self.source = source
+        self.port_probe = port_probe
+        self.on_ports_taken: Callable[[dict[str, int]], None] = lambda _taken: None
+        self._held: set[tuple[str, int]] = set()  # listener addresses Envoy holds
         self.desired: tuple[RoutingTable, Membership] = (RoutingTable(), {})
         self.confirmed: Membership = {}
         self.last_error: str | None = None
@@ -90,6 +100,10 @@ class DataPlane:
     async def _sync(self) -> bool:
         requested = self._requested
         table, membership = self.desired = self.source()
+        if self.port_probe is not None:
+            table, taken = leave_out_taken_ports(table, self._held, self.port_probe)
+            if taken:
+                self.on_ports_taken(taken)
         try:
             await self.sink.apply(table)
         except (EnvoyConfirmError, OSError, ValueError) as error:
@@ -99,6 +113,7 @@ class DataPlane:
         else:
             self.last_error = None
             self.syncs += 1
+            self._held = {(listener.address, listener.port) for listener in table.listeners}
             async with self._changed:
                 self.confirmed = membership
                 self._confirmed_request = requested

@@ -32,6 +32,7 @@ from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
 from shoal.agent.endpoints import EndpointsPublisher
 from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.http import AgentHttp
+from shoal.agent.listener_ports import can_listen
 from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, PodLogs
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 LOG_CHECK_SECONDS = 10.0  # how often pods' log sizes are looked at for rotation
 RESYNC_SECONDS = 300.0
+PORT_RETRY_SECONDS = 5.0  # a taken Service port is tried again this often
 NODE_SHUTDOWN_GRACE_CAP = 10.0
 # Test knob, never for production: "1" stops pods without waiting for Envoy to drain them, so
 # the zero-downtime tests can show that they fail without the drain (a test of the test).
@@ -159,8 +161,11 @@ class Agent:
             )
             sink = self.envoy.sink
         self.dataplane = DataPlane(
-            self.rollouts.confirming(sink), source=self.rollouts.tracking(self.compute_routing)
+            self.rollouts.confirming(sink),
+            source=self.rollouts.tracking(self.compute_routing),
+            port_probe=can_listen if self.envoy is not None else None,
         )
+        self.dataplane.on_ports_taken = self._ports_taken
         if self.envoy is not None:
             self.envoy.on_restart = self.dataplane.invalidate
         self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
@@ -213,6 +218,19 @@ class Agent:
         self.log_check_seconds = LOG_CHECK_SECONDS
 
     # -- routing --------------------------------------------------------------------------------
+    def _ports_taken(self, taken: dict[str, int]) -> None:
+        """Services whose port another process holds: say so on each, and try again later."""
+        for listener, port in taken.items():
+            namespace, _, rest = listener.partition(".")
+            service = self.services.get(namespace, rest.removesuffix(".preview"))
+            if service is not None:
+                self.recorder.record(
+                    service, "Warning", "PortInUse",
+                    f"port {port} is held by another process; the Service does not listen "
+                    "there until it is free (shoal retries every 5 s)",
+                )  # fmt: skip
+        asyncio.get_running_loop().call_later(PORT_RETRY_SECONDS, self.dataplane.invalidate)
+
     def compute_routing(self) -> tuple[RoutingTable, Membership]:
         return build_routing(
             self.services.items(), self.pods.items(), self._addresses, self.route_builder,
