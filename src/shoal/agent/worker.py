@@ -170,6 +170,16 @@ class PodWorker:
         recovered = await driver.recover(record.handle)
         if isinstance(recovered, TaskHandle):
             log.info("pod %s/%s: re-adopted pid %s", self.namespace, self.name, recovered.pid)
+            if self.pod.status.pid != recovered.pid:
+                # The last agent died between starting this process and its status write
+                # (`_start` does not await it): write it now, or the pod stays Pending with
+                # its process running and is never routed (seen by chaos scenario 1).
+                ports, primary = assign_ports(self.pod.spec, record.ports)
+                running = partial(
+                    podstatus.running, handle=recovered, ports=ports, primary=primary,
+                    address=self.ctx.address, restart_count=record.restart_count,
+                )  # fmt: skip
+                self._later(self._write_status(running))
             return (driver, recovered), None
         record.handle = None
         self.ctx.records.save(record)
