@@ -267,6 +267,24 @@ async def test_a_recorded_live_process_is_adopted_not_started_again(rig: Rig) ->
     assert not [c for c in rig.driver.calls if c[0] == "start"]
 
 
+async def test_an_adopted_process_whose_status_was_never_written_gets_it(rig: Rig) -> None:
+    """The last agent died between starting the process and its (un-awaited) status write."""
+    pod = await rig.create("web")
+    uid = pod.metadata.uid or ""
+    handle = TaskHandle("fake", uid, 778, 778, 1.0, 1.0)
+    rig.driver.alive.add(778)
+    rig.ctx.records.save(PodRecord(uid, "default", "web", {"http": 20002}, handle, 0))
+    rig.run(pod)
+
+    async def ready() -> bool:
+        return (await rig.pod("web")).status.ready
+
+    await eventually(ready)
+    status = (await rig.pod("web")).status
+    assert (status.phase, status.pid, status.host_port) == ("Running", 778, 20002)
+    assert not [c for c in rig.driver.calls if c[0] == "start"]
+
+
 async def test_a_recorded_process_that_died_meanwhile_is_recorded_and_restarted(rig: Rig) -> None:
     pod = await rig.create("web")
     uid = pod.metadata.uid or ""
