@@ -94,6 +94,10 @@ class LoadFigures:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     failure_times: list[float] = field(default_factory=list)
+    # When each request was sent, by outcome: "what was asked after moment T" is a fairer
+    # cut than "what was answered after T" (answers to older requests arrive late).
+    sent_ok: list[float] = field(default_factory=list)
+    sent_failed: list[float] = field(default_factory=list)
     versions: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
 
@@ -106,6 +110,11 @@ class LoadFigures:
 
     def failed_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.failure_times if start <= t <= end)
+
+    def sent_after(self, moment: float) -> tuple[int, int]:
+        """(succeeded, failed) among the requests sent after `moment`."""
+        ok = sum(1 for t in self.sent_ok if t > moment)
+        return ok, sum(1 for t in self.sent_failed if t > moment)
 
     def describe(self) -> str:
         what = ", ".join(
@@ -151,9 +160,10 @@ class HttpLoad:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.figures
 
-    def _fail(self, reason: str | int) -> None:
+    def _fail(self, reason: str | int, sent: float) -> None:
         self.figures.failed += 1
         self.figures.failure_times.append(time.monotonic())
+        self.figures.sent_failed.append(sent)
         if isinstance(reason, int):
             self.figures.statuses[reason] += 1
         else:
@@ -179,7 +189,7 @@ class HttpLoad:
                     connection.request(self.method, self.path, self.body), self.timeout
                 )
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as error:
-                self._fail(type(error).__name__)
+                self._fail(type(error).__name__, started)
                 if connection is not None:
                     connection.close()
                     connection = None
@@ -189,9 +199,10 @@ class HttpLoad:
             self.figures.latencies.append(time.monotonic() - started)
             if 200 <= status < 300:
                 self.figures.ok += 1
+                self.figures.sent_ok.append(started)
                 with contextlib.suppress(ValueError, AttributeError):
                     self.figures.versions[str(json.loads(body).get("version"))] += 1
             else:
-                self._fail(status)
+                self._fail(status, started)
         if connection is not None:
             connection.close()

@@ -94,18 +94,21 @@ async def run(ctx: Context, result: Result) -> None:
 
         took = await wait_for(ejected, 30, interval=0.05)
         ejected_at = time.monotonic()
-        ok0, failed0 = load.figures.ok, load.figures.failed
         flips: list[tuple[float, bool]] = []  # when the failing host went in or out
         watching = asyncio.create_task(_follow(admin, failing, ejected_at, flips))
         await asyncio.sleep(after)
         watching.cancel()
-        ok, failed = load.figures.ok - ok0, load.figures.failed - failed0
         figures = await load.stop()
+        # Requests sent after the ejection: those already queued on the failing host's
+        # connections are still answered by it (its 500s arrive just after the ejection).
+        ok, failed = figures.sent_after(ejected_at)
+        answered_late = figures.failed_between(ejected_at, ejected_at + after) - failed
         share = ok / (ok + failed) if ok + failed else 0.0
         say(
             f"failing pod {failing} ejected {took if took is None else f'{took:.2f}s'} after "
             f"the load started ({figures.failed_between(started, ejected_at)} failed before); "
-            f"then {ok + failed:,} requests in {after:g}s, {failed} failed: success {share:.3%}; "
+            f"then {ok + failed:,} requests sent in {after:g}s, {failed} failed: success "
+            f"{share:.3%} ({answered_late} more failures answered after it, sent before); "
             f"latency p50 {percentile(figures.latencies, 0.5) * 1000:.0f} ms, "
             f"p99 {percentile(figures.latencies, 0.99) * 1000:.0f} ms (the slow pod)"
         )
