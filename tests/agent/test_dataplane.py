@@ -160,3 +160,18 @@ async def test_a_failed_apply_is_retried_and_reported(
     await eventually(lambda: dataplane.last_error is not None)
     await eventually(lambda: dataplane.syncs == 1)
     assert dataplane.last_error is None and "a" in dataplane.confirmed
+
+
+async def test_listeners_envoy_already_holds_are_kept_though_their_port_is_taken() -> None:
+    """After an agent restart the adopted Envoy holds the Services' ports itself."""
+    sink, source = SlowSink(), Source()
+    dataplane = DataPlane(
+        sink, source, port_probe=lambda _host, _port: False, held={("127.0.0.1", 8080)}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(dataplane.run(stop))
+    dataplane.invalidate()
+    await eventually(lambda: dataplane.syncs == 1)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert [listener.port for listener in sink.tables[-1].listeners] == [8080]

@@ -31,6 +31,7 @@ from agent_harness import (
     wait_rollout,
 )
 
+from shoal.api.event import Event
 from shoal.api.pod import Pod
 
 pytestmark = pytest.mark.e2e
@@ -75,6 +76,8 @@ def test_restart_after_kill_9_readopts_pods_and_envoy_then_sigterm_stops_all(
     wait_for("re-adoption", lambda: server.log().count("re-adopted pid") == 2)
     assert identities(pods_of(server.client, "web")) == before
     assert server.envoy_pid() == envoy and psutil.pid_exists(envoy), "Envoy was restarted"
+    reasons = {e.reason for e in server.client.list(Event, "default").items}
+    assert "PortInUse" not in reasons, "the adopted Envoy's own port is not another process's"
     # ... and it carries on: a scale-up is started, probed and routed by the new agent.
     server.client.apply_all([app_deployment("web", replicas=3), service("web", port)])
     wait_rollout(server.client, "web")
@@ -109,17 +112,20 @@ def test_kill_9_of_the_server_mid_rollout_fails_nothing_and_the_rollout_complete
         down = time.monotonic()
         time.sleep(2.0)
         while_down = load.all(since=down)
-        assert while_down and all(s.ok for s in while_down), "requests failed while down"
+        failed_down = [s for s in while_down if not s.ok]
+        assert while_down and not failed_down, f"failed while down: {load.errors}"
         server.start()
         wait_rollout(server.client, "web")
         time.sleep(0.3)
     assert load.failed == 0, f"{load.failed} of {load.total} failed: {load.errors}"
     pods = pods_of(server.client, "web")
-    assert len(pods) == 3 and all(p.spec.env[0].value == "v2" for p in pods)
-    assert all(alive_as_recorded(p) for p in pods)
+    described = [(p.metadata.name, p.spec.env[0].value, p.status.pid) for p in pods]
+    assert len(pods) == 3 and all(p.spec.env[0].value == "v2" for p in pods), described
+    assert all(alive_as_recorded(p) for p in pods), described
     pids = {p.status.pid for p in pods}
-    assert {p.pid for p in server.pod_processes()} == pids, "a process runs that no pod owns"
-    assert server.envoy_pid() == envoy
+    running = {p.pid: " ".join(p.cmdline()) for p in server.pod_processes()}
+    assert set(running) == pids, f"processes {running} vs pods {described}\n{server.log()[-3000:]}"
+    assert server.envoy_pid() == envoy, server.log()[-3000:]
 
 
 def test_kill_9_of_a_pod_restarts_it_and_retries_cover_it(shoal_server: ShoalServer) -> None:

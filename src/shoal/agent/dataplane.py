@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from shoal.agent.envoy import (
@@ -49,13 +50,16 @@ class DataPlane:
         sink: EnvoySink,
         source: RoutingSource,
         port_probe: Callable[[str, int], bool] | None = None,
+        held: Iterable[tuple[str, int]] = (),
     ) -> None:
-        """`port_probe` (the real agent passes `can_listen`) tests new listeners' ports."""
+        """`port_probe` (the real agent passes `can_listen`) tests new listeners' ports;
+        `held`: the listener addresses Envoy holds already (an adopted Envoy's own ports are
+        not "taken": leaving them out would withdraw a serving Service)."""
         self.sink = sink
         self.source = source
         self.port_probe = port_probe
         self.on_ports_taken: Callable[[dict[str, int]], None] = lambda _taken: None
-        self._held: set[tuple[str, int]] = set()  # listener addresses Envoy holds
+        self._held: set[tuple[str, int]] = set(held)  # listener addresses Envoy holds
         self.desired: tuple[RoutingTable, Membership] = (RoutingTable(), {})
         self.confirmed: Membership = {}
         self.last_error: str | None = None
@@ -187,6 +191,16 @@ class EnvoyNode:
     @property
     def admin(self) -> EnvoyAdmin:
         return self.supervisor.admin  # a new one after each restart of Envoy
+
+    def listener_addresses(self) -> set[tuple[str, int]]:
+        """The addresses of the listeners in the last written LDS file: what a running (or
+        restarted) Envoy listens on before this agent applies anything."""
+        try:
+            document = json.loads(self.writer.path("lds").read_text())
+            addresses = [r["address"]["socket_address"] for r in document["resources"]]
+            return {(a["address"], int(a["port_value"])) for a in addresses}
+        except (OSError, ValueError, KeyError, TypeError):
+            return set()
 
     async def start(self) -> None:
         """Write the bootstrap and start (or adopt) Envoy."""

@@ -164,6 +164,7 @@ class Agent:
             self.rollouts.confirming(sink),
             source=self.rollouts.tracking(self.compute_routing),
             port_probe=can_listen if self.envoy is not None else None,
+            held=self.envoy.listener_addresses() if self.envoy is not None else (),
         )
         self.dataplane.on_ports_taken = self._ports_taken
         if self.envoy is not None:
