@@ -218,15 +218,9 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
     d = Decision(ctx)
     s = d.status
     replicas = ctx.deployment.spec.replicas
-    active = d.adopt_stable()
+    active = d.stable_or_first()
     if active is None:
-        if ctx.new is None:
-            d.step.create_new = replicas
-            d.state("Progressing", "creating the first revision")
-            return d.finish()
-        active = ctx.new
-        s.stable_hash = hash_of(active)
-    d.keep(hash_of(active))
+        return d.finish()
     new = ctx.new
     if new is None and d.hold_if_paused():
         return d.finish()

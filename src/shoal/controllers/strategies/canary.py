@@ -202,15 +202,9 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
     deployment = ctx.deployment
     settings = settings_of(deployment)
     replicas = deployment.spec.replicas
-    stable = d.adopt_stable()
-    if stable is None:  # the first version: no one to compare it with
-        if ctx.new is None:
-            d.step.create_new = replicas
-            d.state("Progressing", "creating the first revision")
-            return d.finish()
-        stable = ctx.new
-        s.stable_hash = hash_of(stable)
-    d.keep(hash_of(stable))
+    stable = d.stable_or_first()
+    if stable is None:
+        return d.finish()
     new = ctx.new
     if new is None and d.hold_if_paused():
         return d.finish()

@@ -93,6 +93,20 @@ class Decision:
         self.status.stable_hash = hash_of(best)
         return best
 
+    def stable_or_first(self) -> ReplicaSet | None:
+        """The stable version, kept this time. Before any version exists, plan the first one
+        at full size and return None (the caller finishes): there is nothing to compare yet."""
+        stable = self.adopt_stable()
+        if stable is None:
+            if self.ctx.new is None:
+                self.step.create_new = self.ctx.deployment.spec.replicas
+                self.state("Progressing", "creating the first revision")
+                return None
+            stable = self.ctx.new
+            self.status.stable_hash = hash_of(stable)
+        self.keep(hash_of(stable))
+        return stable
+
     def keep_warm(self, old_hash: str | None, seconds: float) -> None:
         if old_hash is not None and seconds > 0:
             self.status.warm_until[old_hash] = self.now + timedelta(seconds=seconds)
