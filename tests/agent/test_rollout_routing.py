@@ -160,7 +160,7 @@ async def test_only_a_confirmed_table_reports_its_versions() -> None:
     reports: list[dict[str, int]] = []
 
     class Reporter:
-        def report(self, versions: dict[str, int]) -> None:
+        def report(self, versions: dict[str, int], _stamps: object = None) -> None:
             reports.append(versions)
 
     router = RolloutRouting(lambda: [blue], Reporter())  # type: ignore[arg-type]

@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from shoal.agent import parallel_routing
+from shoal.agent import parallel_routing, switch_trace
 from shoal.agent.envoy import (
     CANARY_OVERRIDE_HEADER,
     AppliedVersions,
@@ -54,6 +55,7 @@ from shoal.agent.routing import (
     service_listener,
     single_cluster,
 )
+from shoal.agent.switch_trace import SwitchTrace, TableStamps
 from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL, PROGRESSIVE_TYPES, Deployment
 from shoal.api.errors import Conflict, NotFound
 from shoal.api.node import Node
@@ -172,31 +174,36 @@ def traffic_versions(deployments: Iterable[Deployment]) -> dict[str, int]:
 
 class TrafficReporter:
     """Writes the confirmed traffic versions to this node's `Node.status.traffic`: the latest
-    value wins, one write at a time, re-read and retried on conflict."""
+    value wins, one write at a time, re-read and retried on conflict. Each version that changed
+    is logged once written, with its stage times (switch_trace.py)."""
 
     def __init__(self, client: AsyncClient, node_name: str) -> None:
         self.client = client
         self.node_name = node_name
-        self.pending: dict[str, int] | None = None
+        self.pending: tuple[dict[str, int], TableStamps | None] | None = None
         self.written: dict[str, int] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def report(self, versions: dict[str, int]) -> None:
-        if versions in (self.written, self.pending):
+    def report(self, versions: dict[str, int], stamps: TableStamps | None = None) -> None:
+        if versions == self.written or (self.pending and versions == self.pending[0]):
             return
-        self.pending = versions
+        self.pending = (versions, stamps)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         while self.pending is not None:
-            versions, self.pending = self.pending, None
+            (versions, stamps), self.pending = self.pending, None
             try:
                 await self._write(versions)
-                self.written = versions
             except Exception as error:  # the server is away: the next confirm retries
                 log.warning("could not report confirmed traffic: %s", error)
                 return
+            reported = time.time()
+            before, self.written = self.written or {}, versions
+            for key, version in sorted(versions.items()):
+                if stamps is not None and version != before.get(key):
+                    log.info(switch_trace.line(self.node_name, key, version, stamps, reported))
 
     async def _write(self, versions: dict[str, int]) -> None:
         for _ in range(10):
@@ -241,7 +248,13 @@ class RolloutRouting:
     ) -> None:
         self.deployments = deployments
         self.reporter = reporter
-        self._computed: tuple[RoutingTable, dict[str, int]] | None = None
+        self.trace = SwitchTrace()
+        self._computed: tuple[RoutingTable, dict[str, int], TableStamps] | None = None
+
+    def saw(self, deployment: Deployment) -> None:
+        """A Deployment event reached the agent (the runner's informer handler): note when a
+        new traffic version arrived."""
+        self.trace.saw(traffic_versions([deployment]))
 
     def build(self, service: Service, endpoints: Sequence[PodEndpoint]) -> ServiceRouting:
         # ParallelRun's differ Pods never serve live traffic; they are its mirror target.
@@ -258,8 +271,9 @@ class RolloutRouting:
 
         def compute() -> tuple[RoutingTable, Membership]:
             versions = traffic_versions(self.deployments())
+            stamps = self.trace.stamps(versions)
             table, membership = source()
-            self._computed = (table, versions)
+            self._computed = (table, versions, stamps)
             return table, membership
 
         return compute
@@ -270,6 +284,8 @@ class RolloutRouting:
     def confirmed(self, table: RoutingTable) -> None:
         if self._computed is None or self._computed[0] is not table:
             return
+        _, versions, stamps = self._computed
+        stamps.confirmed = self.trace.clock()
         if self.reporter is not None:
             with contextlib.suppress(RuntimeError, NotFound):  # no running loop: tests
-                self.reporter.report(self._computed[1])
+                self.reporter.report(versions, stamps)

@@ -201,10 +201,11 @@ class Agent:
         )
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        # The agent's own API (logs, usage), proxied by the API server: shoal.agent.http.
+        # The agent's own API (logs, usage, Envoy stats for analysis): shoal.agent.http.
         self.http = AgentHttp.for_agent(
             node_name=node_name, data_dir=data_dir, address=address, pods=self.pods.get,
             records=self.context.records, drivers=self.context.drivers.drivers,
+            envoy_admin_port=settings["envoy_admin_port"] if self.envoy is not None else None,
         )  # fmt: skip
         self.registration = NodeRegistration(
             client, node_name, address=address,
@@ -247,6 +248,10 @@ class Agent:
         if addresses != self._addresses:  # heartbeats change nothing that routes
             self._addresses = addresses
             self.routing_changed()
+
+    def _on_deployment(self, _kind: EventKind, deployment: Deployment) -> None:
+        self.rollouts.saw(deployment)  # when a traffic switch arrived (its stage times)
+        self.routing_changed()
 
     # -- pods -----------------------------------------------------------------------------------
     def _on_pod(self, kind: EventKind, pod: Pod) -> None:
@@ -320,7 +325,7 @@ class Agent:
         self.pods.add_handler(self._on_pod)
         self.services.add_handler(lambda _kind, _service: self.routing_changed())
         self.nodes.add_handler(self._on_node)
-        self.deployments.add_handler(lambda _kind, _deployment: self.routing_changed())
+        self.deployments.add_handler(self._on_deployment)
         background_stop = asyncio.Event()
         informers = (self.pods, self.services, self.nodes, self.deployments)
         background = [asyncio.create_task(informer.run(background_stop)) for informer in informers]
