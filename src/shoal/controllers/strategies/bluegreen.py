@@ -26,9 +26,13 @@ from shoal.api.rollout import BlueGreenSettings
 from shoal.controllers.strategies.base import RolloutContext, RolloutStep
 from shoal.controllers.strategies.progressive import (
     Decision,
+    abort,
+    degraded,
     hash_of,
+    hold_aborted,
     progressing,
-    stripped_template,
+    switch_stable,
+    undo_to_warm,
 )
 
 
@@ -41,28 +45,15 @@ def _run_suffix(d: Decision) -> str:
 
 
 def _switch(d: Decision, new: ReplicaSet, reason: str, message: str) -> None:
-    s = d.status
-    old = s.stable_hash
-    d.route(stable=hash_of(new), canary=None, weight=0, header_routes=[])
-    d.keep_warm(old, settings_of(d.deployment).scale_down_delay_seconds)
-    s.previous_stable_hash, s.stable_hash = old, hash_of(new)
-    s.warm_until.pop(hash_of(new), None)
-    s.new_hash, s.step_index, s.promote_full, s.ready_since = None, None, False, None
-    d.event("Normal", reason, message)
+    switch_stable(d, new, settings_of(d.deployment).scale_down_delay_seconds, reason, message)
+    d.status.ready_since = None
 
 
 def _abort(d: Decision, reason: str, back_to: ReplicaSet | None) -> None:
-    s = d.status
-    if s.aborted:
-        return
-    s.aborted, s.abort_reason = True, reason
-    d.route(stable=s.stable_hash, canary=None)  # at once; scaled down once confirmed
-    d.stop_run()
-    d.event("Warning", "RolloutAborted", reason)
-    d.state("Degraded", reason, progressing("False", "RolloutAborted", reason))
-    if settings_of(d.deployment).auto_rollback and back_to is not None:
-        d.step.revert_to = stripped_template(back_to)
-        d.event("Normal", "AutoRollback", f"Reverting the spec to revision {hash_of(back_to)}")
+    """The active port keeps (or gets back) the stable version; autoRollback reverts the spec
+    to `back_to`."""
+    revert_to = back_to if settings_of(d.deployment).auto_rollback else None
+    abort(d, reason, revert_to, stable=d.status.stable_hash, canary=None)
 
 
 def _post_promotion(d: Decision, active: ReplicaSet, verb: str | None) -> set[str]:
@@ -120,18 +111,13 @@ def _steady(d: Decision, active: ReplicaSet, verb: str | None) -> None:
         held = _post_promotion(d, active, verb)
         if s.stable_hash != active_hash:  # rolled back: the aborted version is handled next
             d.keep(s.stable_hash, active_hash)
-            reason = s.abort_reason or "aborted"
-            d.state("Degraded", reason, progressing("False", "RolloutAborted", reason))
+            degraded(d)
             return
     elif not s.post_promotion_done and s.previous_stable_hash:
         held = {s.previous_stable_hash}
     d.keep(active_hash, *held)
     if s.aborted:
-        d.state(
-            "Degraded",
-            s.abort_reason or "aborted",
-            progressing("False", "RolloutAborted", s.abort_reason or "aborted"),
-        )
+        degraded(d)
     elif held:
         return  # _post_promotion said what it waits for
     elif active.status.available_replicas >= replicas and confirmed:
@@ -233,14 +219,8 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
     if new_hash == s.stable_hash:
         _steady(d, active, d.take_action())
         return d.finish()
-    if new_hash in s.warm_until and new.status.available_replicas >= replicas:
-        _switch(
-            d,
-            new,
-            "SwitchedToWarmRevision",
-            f"Active port back to warm revision {new_hash} (no new pods)",
-        )
-        s.aborted, s.abort_reason, s.post_promotion_done = False, None, True
+    if undo_to_warm(d, new, settings_of(ctx.deployment).scale_down_delay_seconds, "Active port"):
+        s.post_promotion_done = True
         _steady(d, new, None)
         return d.finish()
     if s.new_hash != new_hash:
@@ -255,14 +235,7 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
     d.scale(active, replicas)
     d.keep(hash_of(active), new_hash)
     if s.aborted:
-        if d.route(stable=hash_of(active), canary=None):
-            d.scale(new, 0)
-        reason = s.abort_reason or "aborted"
-        d.state(
-            "Degraded",
-            f"{reason}; `shoal rollout retry` starts it again",
-            progressing("False", "RolloutAborted", reason),
-        )
+        hold_aborted(d, new, "it", stable=hash_of(active), canary=None)
         return d.finish()
     if d.hold_if_paused():
         return d.finish()

@@ -28,10 +28,14 @@ from shoal.api.rollout import CanarySettings
 from shoal.controllers.strategies.base import RolloutContext, RolloutStep
 from shoal.controllers.strategies.progressive import (
     Decision,
+    abort,
     canary_replicas,
+    degraded,
     hash_of,
+    hold_aborted,
     progressing,
-    stripped_template,
+    switch_stable,
+    undo_to_warm,
 )
 
 MAX_STEPS_PER_RECONCILE = 64
@@ -52,11 +56,7 @@ def _steady(d: Decision, stable: ReplicaSet) -> None:
     confirmed = d.route(stable=stable_hash, canary=None, weight=0, header_routes=[])
     d.keep(stable_hash)
     if s.aborted:
-        d.state(
-            "Degraded",
-            s.abort_reason or "aborted",
-            progressing("False", "RolloutAborted", s.abort_reason or "aborted"),
-        )
+        degraded(d)
     elif stable.status.available_replicas >= replicas and confirmed:
         d.state("Healthy", f"revision {stable_hash} serves all traffic")
     else:
@@ -68,36 +68,17 @@ def _steady(d: Decision, stable: ReplicaSet) -> None:
         )
 
 
-def _switch_stable(d: Decision, new: ReplicaSet, reason: str, message: str) -> None:
-    """Make `new` the stable version (route confirmed later); keep the old one warm."""
-    s = d.status
-    old = s.stable_hash
-    d.route(stable=hash_of(new), canary=None, weight=0, header_routes=[])
-    d.keep_warm(old, settings_of(d.deployment).scale_down_delay_seconds)
-    s.previous_stable_hash, s.stable_hash = old, hash_of(new)
-    s.warm_until.pop(hash_of(new), None)
-    d.event("Normal", reason, message)
-
-
-def abort(d: Decision, reason: str, stable: ReplicaSet, auto_rollback: bool) -> None:
-    s = d.status
-    if s.aborted:
-        return
-    s.aborted, s.abort_reason = True, reason
-    d.route(canary=None, weight=0, header_routes=[])  # at once; scaled down once confirmed
-    d.stop_run()
-    d.event("Warning", "RolloutAborted", reason)
-    d.state("Degraded", reason, progressing("False", "RolloutAborted", reason))
-    if auto_rollback:
-        d.step.revert_to = stripped_template(stable)
-        d.event("Normal", "AutoRollback", f"Reverting the spec to revision {hash_of(stable)}")
+def _abort(d: Decision, reason: str, stable: ReplicaSet) -> None:
+    """No traffic to the canary (weight 0, no header routes; the stable route stays);
+    autoRollback reverts the spec to the stable version."""
+    revert_to = stable if settings_of(d.deployment).auto_rollback else None
+    abort(d, reason, revert_to, canary=None, weight=0, header_routes=[])
 
 
 def _handle_action(d: Decision, verb: str, stable: ReplicaSet, steps: int) -> None:
     s = d.status
-    settings = settings_of(d.deployment)
     if verb == "abort":
-        abort(d, "aborted by user (shoal rollout abort)", stable, settings.auto_rollback)
+        _abort(d, "aborted by user (shoal rollout abort)", stable)
     elif verb == "retry":
         if s.aborted:
             s.aborted, s.abort_reason = False, None
@@ -168,7 +149,7 @@ def _run_step(d: Decision, stable: ReplicaSet, new: ReplicaSet) -> bool:
         name = f"{d.deployment.metadata.name}-{new_hash}-{index + 1}{suffix}"
         problem = d.start_run(name, step.analysis, new_hash)
         if problem is not None:
-            abort(d, problem, stable, settings.auto_rollback)
+            _abort(d, problem, stable)
             return False
         run = d.run_named(name)
         phase = run.status.phase if run is not None else "Pending"
@@ -177,7 +158,7 @@ def _run_step(d: Decision, stable: ReplicaSet, new: ReplicaSet) -> bool:
             d.event("Normal", "AnalysisSuccessful", f"Analysis {name} successful")
             return True
         if phase in ("Failed", "Error"):
-            abort(d, f"analysis {name} {phase.lower()}: {detail}", stable, settings.auto_rollback)
+            _abort(d, f"analysis {name} {phase.lower()}: {detail}", stable)
             return False
         if phase == "Inconclusive":
             message = (
@@ -220,14 +201,7 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
             s.aborted, s.abort_reason = False, None
         _steady(d, stable)
         return d.finish()
-    if new_hash in s.warm_until and new.status.available_replicas >= replicas:
-        _switch_stable(
-            d,
-            new,
-            "SwitchedToWarmRevision",
-            f"Traffic back to warm revision {new_hash} (no new pods)",
-        )
-        s.aborted, s.abort_reason = False, None
+    if undo_to_warm(d, new, settings.scale_down_delay_seconds, "Traffic"):
         _steady(d, new)
         return d.finish()
     if s.new_hash != new_hash:
@@ -244,14 +218,7 @@ def rollout(ctx: RolloutContext) -> RolloutStep:
     d.scale(stable, replicas)
     d.keep(hash_of(stable), new_hash)
     if s.aborted:
-        if d.route(canary=None, weight=0, header_routes=[]):
-            d.scale(new, 0)
-        reason = s.abort_reason or "aborted"
-        d.state(
-            "Degraded",
-            f"{reason}; `shoal rollout retry` starts the canary again",
-            progressing("False", "RolloutAborted", reason),
-        )
+        hold_aborted(d, new, "the canary", canary=None, weight=0, header_routes=[])
         return d.finish()
     if d.hold_if_paused():
         d.scale(new, max(new.spec.replicas, canary_replicas(replicas, s.traffic.weight)))
@@ -277,8 +244,8 @@ def _promote(d: Decision, stable: ReplicaSet, new: ReplicaSet) -> None:
         )
         return
     d.stop_run()
-    _switch_stable(d, new, "RolloutCompleted", f"Revision {hash_of(new)} promoted to stable")
-    d.status.new_hash, d.status.step_index, d.status.promote_full = None, None, False
+    delay = settings_of(d.deployment).scale_down_delay_seconds
+    switch_stable(d, new, delay, "RolloutCompleted", f"Revision {hash_of(new)} promoted to stable")
     d.state("Progressing", "switching all traffic to the new revision")
 
 

@@ -11,7 +11,9 @@ User actions arrive as the annotation `rollout.shoal.dev/action: "<verb> <stamp>
 promote, promote-full, abort, retry); a value is acted on once (`status.rollout.handledAction`).
 
 Old versions stay "warm" after a switch: `warmUntil[hash]` keeps their pods until then, so an
-undo within `scaleDownDelaySeconds` switches traffic back without starting a process.
+undo within `scaleDownDelaySeconds` switches traffic back without starting a process
+(`switch_stable`, `undo_to_warm`). An abort (`abort`, then `hold_aborted` on every later
+reconcile) takes traffic off the new version at once and scales it down once confirmed.
 """
 
 from __future__ import annotations
@@ -239,3 +241,72 @@ class Decision:
         self._scale_down_others()
         self.step.rollout = self.status
         return self.step
+
+
+# -- what BlueGreen and Canary do alike with a Decision -----------------------------------
+# The routing a strategy wants "away from the new version" differs (BlueGreen: the active
+# port serves the stable version; Canary: weight 0, no header routes), so it is passed in.
+
+
+def switch_stable(
+    d: Decision, new: ReplicaSet, warm_seconds: float, reason: str, message: str
+) -> None:
+    """Make `new` the stable version: all traffic to it (confirmed later), the old stable
+    version kept warm `warm_seconds` for an instant undo, the rollout's progress cleared."""
+    s = d.status
+    old, new_hash = s.stable_hash, hash_of(new)
+    d.route(stable=new_hash, canary=None, weight=0, header_routes=[])
+    d.keep_warm(old, warm_seconds)
+    s.previous_stable_hash, s.stable_hash = old, new_hash
+    s.warm_until.pop(new_hash, None)
+    s.new_hash, s.step_index, s.promote_full = None, None, False
+    d.event("Normal", reason, message)
+
+
+def undo_to_warm(d: Decision, new: ReplicaSet, warm_seconds: float, what: str) -> bool:
+    """The new template is a version still kept warm with all its pods available (an undo):
+    switch `what` (the traffic) back to it at once, no new process; True when it did."""
+    new_hash = hash_of(new)
+    replicas = d.deployment.spec.replicas
+    if new_hash not in d.status.warm_until or new.status.available_replicas < replicas:
+        return False
+    switch_stable(
+        d,
+        new,
+        warm_seconds,
+        "SwitchedToWarmRevision",
+        f"{what} back to warm revision {new_hash} (no new pods)",
+    )
+    d.status.aborted, d.status.abort_reason = False, None
+    return True
+
+
+def degraded(d: Decision, hint: str = "") -> None:
+    """The rollout is aborted: phase Degraded and Progressing=False with the abort reason."""
+    reason = d.status.abort_reason or "aborted"
+    d.state("Degraded", reason + hint, progressing("False", "RolloutAborted", reason))
+
+
+def abort(d: Decision, reason: str, revert_to: ReplicaSet | None, **away: Any) -> None:
+    """Abort once: route `away` from the new version at once (its pods go when that is
+    confirmed: `hold_aborted`), stop the analysis run, Degraded with `reason` and an Event.
+    `revert_to` (autoRollback) puts that version's template back into the spec."""
+    s = d.status
+    if s.aborted:
+        return
+    s.aborted, s.abort_reason = True, reason
+    d.route(**away)
+    d.stop_run()
+    d.event("Warning", "RolloutAborted", reason)
+    degraded(d)
+    if revert_to is not None:
+        d.step.revert_to = stripped_template(revert_to)
+        d.event("Normal", "AutoRollback", f"Reverting the spec to revision {hash_of(revert_to)}")
+
+
+def hold_aborted(d: Decision, new: ReplicaSet, again: str, **away: Any) -> None:
+    """An aborted rollout: traffic stays `away` from the new version, whose pods go once that
+    routing is confirmed; Degraded until `shoal rollout retry` starts `again`."""
+    if d.route(**away):
+        d.scale(new, 0)
+    degraded(d, f"; `shoal rollout retry` starts {again} again")
