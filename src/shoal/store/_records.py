@@ -16,7 +16,7 @@ but added when an object is handed out (`materialize`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -163,8 +163,21 @@ def apply_write(write: Write, table: Table, revision: int) -> Change:
     return Change(_EVENT_TYPES[write.action], revision, kind, namespace, body)
 
 
-def selected(obj: Object, selector: LabelSelector | None) -> bool:
-    if selector is None:
-        return True
-    labels: Mapping[str, str] = obj["metadata"].get("labels") or {}
-    return selector.matches(labels)
+# -- reads: what get and list make of the rows either store found ------------------------
+
+
+def found(key: Key, row: tuple[int, bytes] | None) -> Object:
+    """The object of a (revision, body) row read by key, or NotFound when there was none."""
+    if row is None:
+        raise NotFound(f"{describe(key)} not found")
+    return materialize(row[1], row[0])
+
+
+def select(rows: Iterable[tuple[int, bytes]], selector: LabelSelector | None) -> list[Object]:
+    """The objects of (revision, body) rows, in their order, whose labels match `selector`."""
+    objects = (materialize(body, revision) for revision, body in rows)
+    return [obj for obj in objects if selector is None or selector.matches(_labels(obj))]
+
+
+def _labels(obj: Object) -> Mapping[str, str]:
+    return obj["metadata"].get("labels") or {}

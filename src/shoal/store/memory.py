@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from shoal.api.errors import NotFound
 from shoal.api.selectors import LabelSelector
 from shoal.store._records import (
     Key,
@@ -19,10 +18,9 @@ from shoal.store._records import (
     apply_write,
     create_write,
     delete_write,
-    describe,
+    found,
     make_key,
-    materialize,
-    selected,
+    select,
     update_write,
 )
 from shoal.store._watch import WatchHub
@@ -56,10 +54,7 @@ class MemoryStore:
 
     async def get(self, kind: str, namespace: str | None, name: str) -> Object:
         key = make_key(kind, namespace, name)
-        row = self._table.read(key)
-        if row is None:
-            raise NotFound(f"{describe(key)} not found")
-        return materialize(row[1], row[0])
+        return found(key, self._table.read(key))
 
     async def list(
         self,
@@ -67,14 +62,12 @@ class MemoryStore:
         namespace: str | None = None,
         selector: LabelSelector | None = None,
     ) -> ListResult:
-        items = []
-        for (row_kind, row_namespace, _), (revision, body) in sorted(self._table.rows.items()):
-            if row_kind != kind or (namespace is not None and namespace != row_namespace):
-                continue
-            obj = materialize(body, revision)
-            if selected(obj, selector):
-                items.append(obj)
-        return ListResult(items, self._hub.revision)
+        rows = (
+            row
+            for (row_kind, row_namespace, _), row in sorted(self._table.rows.items())
+            if row_kind == kind and (namespace is None or namespace == row_namespace)
+        )
+        return ListResult(select(rows, selector), self._hub.revision)
 
     async def update(self, obj: Object, expected_revision: int | None = None) -> Object:
         return self._commit(update_write(obj, expected_revision))

@@ -46,12 +46,12 @@ import functools
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from shoal.api.errors import Gone, NotFound, Unavailable
+from shoal.api.errors import Gone, Unavailable
 from shoal.api.selectors import LabelSelector
 from shoal.store._records import (
     Change,
@@ -59,10 +59,9 @@ from shoal.store._records import (
     Write,
     create_write,
     delete_write,
-    describe,
+    found,
     make_key,
-    materialize,
-    selected,
+    select,
     update_write,
 )
 from shoal.store._sqlite_writer import (
@@ -74,7 +73,7 @@ from shoal.store._sqlite_writer import (
     read_meta,
 )
 from shoal.store._watch import WatchHub
-from shoal.store.base import ListResult, Object, WatchEvent
+from shoal.store.base import EventType, ListResult, Object, WatchEvent
 
 T = TypeVar("T")
 _Changes = list[Change]  # an alias: inside SqliteStore, `list` names the method
@@ -290,60 +289,75 @@ class _LockFile:
             self._fd = -1
 
 
+_CHANGE_COLUMNS = "revision, type, kind, namespace, body"
+
+
+def _change(row: tuple[int, EventType, str, str, bytes]) -> Change:
+    """A `Change` from an `events` row selected as `_CHANGE_COLUMNS`."""
+    revision, type_, kind, namespace, body = row
+    return Change(type_, revision, kind, namespace, body)
+
+
 def _recent_changes(conn: sqlite3.Connection, limit: int) -> list[Change]:
     rows = conn.execute(
-        "SELECT revision, type, kind, namespace, body FROM events ORDER BY revision DESC LIMIT ?",
-        (limit,),
+        f"SELECT {_CHANGE_COLUMNS} FROM events ORDER BY revision DESC LIMIT ?", (limit,)
     ).fetchall()
-    return [Change(row[1], row[0], row[2], row[3], row[4]) for row in reversed(rows)]
+    return [_change(row) for row in reversed(rows)]
 
 
 # -- reader-thread functions (each gets the thread's connection) ---------------------------
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: the meta row and the rows read inside it are from one state."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _narrowed(
+    query: str, params: tuple[object, ...], **equal: str | None
+) -> tuple[str, tuple[object, ...]]:
+    """`query` with `AND column = ?` for each column whose value is given (not None)."""
+    for column, value in equal.items():
+        if value is not None:
+            query += f" AND {column} = ?"
+            params += (value,)
+    return query, params
 
 
 def _get(conn: sqlite3.Connection, key: Key) -> Object:
     row = conn.execute(
         "SELECT revision, body FROM objects WHERE kind = ? AND namespace = ? AND name = ?", key
     ).fetchone()
-    if row is None:
-        raise NotFound(f"{describe(key)} not found")
-    return materialize(row[1], row[0])
+    return found(key, row)
 
 
 def _list(
     conn: sqlite3.Connection, kind: str, namespace: str | None, selector: LabelSelector | None
 ) -> ListResult:
-    query = "SELECT revision, body FROM objects WHERE kind = ?"
-    params: tuple[str, ...] = (kind,)
-    if namespace is not None:
-        query += " AND namespace = ?"
-        params += (namespace,)
-    # One read transaction: the revision and the rows come from the same snapshot.
-    conn.execute("BEGIN")
-    try:
+    query, params = _narrowed(
+        "SELECT revision, body FROM objects WHERE kind = ?", (kind,), namespace=namespace
+    )
+    with _snapshot(conn):
         revision = read_meta(conn)["revision"]
         rows = conn.execute(query + " ORDER BY namespace, name", params).fetchall()
-    finally:
-        conn.execute("COMMIT")
-    objects = (materialize(body, revision) for revision, body in rows)
-    items = [obj for obj in objects if selected(obj, selector)]
-    return ListResult(items, revision)
+    return ListResult(select(rows, selector), revision)
 
 
 def _history(
     conn: sqlite3.Connection, since: int, until: int, kind: str | None, namespace: str | None
 ) -> list[Change]:
-    query = "SELECT revision, type, kind, namespace, body FROM events WHERE revision > ?"
-    query += " AND revision <= ?"
-    params: tuple[object, ...] = (since, until)
-    if kind is not None:
-        query += " AND kind = ?"
-        params += (kind,)
-    if namespace is not None:
-        query += " AND namespace = ?"
-        params += (namespace,)
-    conn.execute("BEGIN")
-    try:
+    query, params = _narrowed(
+        f"SELECT {_CHANGE_COLUMNS} FROM events WHERE revision > ? AND revision <= ?",
+        (since, until),
+        kind=kind,
+        namespace=namespace,
+    )
+    with _snapshot(conn):
         compacted = read_meta(conn)["compacted"]
         if since < compacted:
             raise Gone(
@@ -351,6 +365,4 @@ def _history(
                 f"is {compacted}: re-list and watch from the list's revision"
             )
         rows = conn.execute(query + " ORDER BY revision", params).fetchall()
-    finally:
-        conn.execute("COMMIT")
-    return [Change(row[1], row[0], row[2], row[3], row[4]) for row in rows]
+    return [_change(row) for row in rows]
