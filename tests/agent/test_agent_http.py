@@ -218,3 +218,87 @@ async def test_a_taken_port_gives_way_to_a_fresh_one(agent: FakeAgent, tmp_path:
             assert answer.text == "ok"
         finally:
             await server.stop()
+
+
+# -- Envoy stats for the analysis provider -------------------------------------------------------
+ENVOY_ANSWER = {
+    "stats": [
+        {"name": "cluster.default.web.h1.upstream_rq_2xx", "value": 40},
+        {"name": "cluster.default.web.h1.upstream_rq_5xx", "value": 2},
+        {
+            "histograms": [
+                {
+                    "name": "cluster.default.web.h1.upstream_rq_time",
+                    "buckets": [
+                        {"upper_bound": 1, "cumulative": 30},
+                        {"upper_bound": 5, "cumulative": 42},
+                    ],
+                }
+            ]
+        },
+    ]
+}
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[tuple[int, list[str]]]:
+    """A stand-in for Envoy's admin API on a free port: answers ENVOY_ANSWER to any GET and
+    keeps the request targets it saw (the real admin is exercised by tests/e2e)."""
+    seen: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        seen.append(request.split(" ")[1])
+        body = json.dumps(ENVOY_ANSWER).encode()
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        writer.write(head % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1], seen
+
+
+async def test_envoy_stats_answers_the_named_clusters_only(
+    agent: FakeAgent, api: httpx.AsyncClient, admin: tuple[int, list[str]]
+) -> None:
+    port, seen = admin
+    agent.view.envoy_admin_port = port
+    answer = await api.get("/envoy/stats", params={"cluster": ["default.web.h1", "default.web.h2"]})
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert document["kind"] == "EnvoyClusterStats" and document["node"] == NODE
+    assert document["clusters"] == {
+        "default.web.h1": {"2xx": 40, "5xx": 2, "buckets": [[1.0, 30], [5.0, 42]]},
+        "default.web.h2": {"buckets": []},
+    }
+    # The one question asked of admin: these clusters' answer counters and latency histogram.
+    [target] = seen
+    query = httpx.URL(target).params
+    assert httpx.URL(target).path == "/stats" and query["format"] == "json"
+    assert query["filter"] == (
+        r"^cluster\.(default\.web\.h1|default\.web\.h2)\.upstream_rq_(2xx|3xx|4xx|5xx|time)$"
+    )
+
+
+async def test_envoy_stats_is_no_proxy_and_says_when_envoy_is_missing(
+    agent: FakeAgent, api: httpx.AsyncClient, admin: tuple[int, list[str]]
+) -> None:
+    port, seen = admin
+    agent.view.envoy_admin_port = port
+    for bad in ([], [".*"], ["a|b"], ["web)|(.*"], ["x"] * 1 + [f"c{i}" for i in range(64)]):
+        answer = await api.get("/envoy/stats", params={"cluster": bad})
+        assert answer.status_code == 400, (bad, answer.text)
+        assert answer.json()["kind"] == "Status"
+    assert seen == []  # nothing reached admin
+    other = await api.get("/envoy/stats/../../quitquitquit")
+    assert other.status_code == 404 and seen == []
+    agent.view.envoy_admin_port = None
+    no_envoy = await api.get("/envoy/stats", params={"cluster": "default.web.h1"})
+    assert no_envoy.status_code == 503 and "runs no Envoy" in no_envoy.json()["message"]
+    with socket.socket() as closed:  # a port nobody listens on: Envoy is down
+        closed.bind(("127.0.0.1", 0))
+        agent.view.envoy_admin_port = closed.getsockname()[1]
+        down = await api.get("/envoy/stats", params={"cluster": "default.web.h1"})
+    assert down.status_code == 503 and "ConnectError" in down.json()["message"]

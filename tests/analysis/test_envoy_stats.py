@@ -3,12 +3,22 @@ summed over nodes, restarts, percentiles interpolated in their bucket, the metri
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, get_args
 
 import pytest
 
-from shoal.analysis.envoy_stats import observe, parse_stats, quantile, window
-from shoal.api.analysis import EnvoyMetric
+from shoal.analysis.envoy_stats import (
+    MAX_CLUSTERS,
+    check_clusters,
+    node_entries,
+    observe,
+    parse_stats,
+    quantile,
+    stat_filter,
+    window,
+)
+from shoal.api.analysis import EnvoyMetric, EnvoyMetricName
 
 BOUNDS = [0.5, 1, 5, 10, 25, 50, 100, 250]
 
@@ -64,6 +74,20 @@ def test_metric_values_over_the_window() -> None:
     assert observe(metric("successRate"), after, before).snapshot == after
 
 
+def test_every_accepted_metric_name_has_its_own_value() -> None:
+    """A name the API accepts but `observe` does not know would silently measure the success
+    rate (as `requestRate` once did)."""
+    before = {"n|c": entry(100, 0, {0.5: 100})}
+    after = {"n|c": entry(170, 30, {0.5: 100, 1: 50, 5: 40, 100: 10})}
+    expected = {"successRate": 0.7, "errorRate": 0.3, "requestCount": 100}
+    names = get_args(EnvoyMetricName)
+    values = {name: observe(metric(name), after, before).value for name in names}
+    for name, value in expected.items():
+        assert values.pop(name) == pytest.approx(value), name
+    assert values["p50"] <= 1 < values["p90"] <= 5 < values["p99"] <= 100
+    assert sorted(values) == ["p50", "p90", "p99"]
+
+
 def test_too_few_requests_are_inconclusive_not_a_perfect_score() -> None:
     same = {"n|c": entry(100, 0, {5: 100})}
     result = observe(metric("successRate"), same, same)
@@ -93,5 +117,43 @@ def test_parse_stats_reads_counters_and_cumulative_buckets() -> None:
             },
         ]
     }
-    snap = parse_stats("node-a", ["ns.web.h1"], body)
-    assert snap == {"node-a|ns.web.h1": {"2xx": 52, "5xx": 3, "buckets": [[0.5, 18], [1.0, 55]]}}
+    assert parse_stats(["ns.web.h1", "ns.web.h3"], body) == {
+        "ns.web.h1": {"2xx": 52, "5xx": 3, "buckets": [[0.5, 18], [1.0, 55]]},
+        "ns.web.h3": {"buckets": []},  # a cluster Envoy does not know counts nothing
+    }
+
+
+def test_the_admin_filter_matches_the_named_clusters_answer_stats_only() -> None:
+    pattern = re.compile(stat_filter(["ns.web.h1", "ns.api.h2"]))
+    for wanted in ("2xx", "3xx", "4xx", "5xx", "time"):
+        assert pattern.search(f"cluster.ns.web.h1.upstream_rq_{wanted}")
+        assert pattern.search(f"cluster.ns.api.h2.upstream_rq_{wanted}")
+    for other in (
+        "cluster.ns.web.h1.upstream_rq_total",  # another stat
+        "cluster.ns.web.h1x.upstream_rq_2xx",  # another cluster sharing a prefix
+        "cluster.nsXweb.h1.upstream_rq_2xx",  # dots are literal
+        "cluster.shoal_xds.upstream_rq_2xx",
+        "server.live",
+    ):
+        assert not pattern.search(other), other
+
+
+def test_cluster_names_are_checked_before_they_reach_a_regex() -> None:
+    assert check_clusters(["b.web.h", "a.web.h", "b.web.h"]) == ["a.web.h", "b.web.h"]
+    for bad in ([], [".*"], ["a|b"], ["ns.web.h)|(x"], ["UPPER.web.h"], ["ns.web.h."]):
+        with pytest.raises(ValueError):
+            check_clusters(bad)
+    with pytest.raises(ValueError, match=f"at most {MAX_CLUSTERS}"):
+        check_clusters([f"ns.web.h{i}" for i in range(MAX_CLUSTERS + 1)])
+
+
+def test_node_entries_key_by_node_and_reject_other_shapes() -> None:
+    answer = {"clusters": {"ns.web.h1": {"2xx": 5, "5xx": 1, "buckets": [[1, 6]]}}}
+    assert node_entries("n1", ["ns.web.h1", "ns.web.h2"], answer) == {
+        "n1|ns.web.h1": {"2xx": 5, "5xx": 1, "buckets": [[1.0, 6]]},
+        "n1|ns.web.h2": {"buckets": []},
+    }
+    with pytest.raises(ValueError, match="no 'clusters'"):
+        node_entries("n1", ["ns.web.h1"], {"stats": []})
+    with pytest.raises(ValueError, match="not an object"):
+        node_entries("n1", ["ns.web.h1"], {"clusters": {"ns.web.h1": [1, 2]}})

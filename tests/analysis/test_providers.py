@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -83,3 +83,54 @@ def test_pick_walks_dots_and_indexes() -> None:
     assert pick(5, None) == 5
     with pytest.raises(KeyError):
         pick({"a": []}, "a[1]")
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[tuple[str, str, list[str]]]:
+    """Two stand-ins for node agents' /envoy/stats: one answers counts, one an error Status;
+    both keep the request targets they saw."""
+    seen: list[str] = []
+
+    def answer(ok: bool) -> tuple[bytes, bytes]:
+        if ok:
+            body = {"clusters": {"ns.web.h": {"2xx": 97, "5xx": 3, "buckets": [[5, 100]]}}}
+            return b"200 OK", json.dumps(body).encode()
+        status = {"kind": "Status", "message": "Envoy on node b: ConnectError: refused"}
+        return b"503 Service Unavailable", json.dumps(status).encode()
+
+    def handler(
+        ok: bool,
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            request = (await reader.readuntil(b"\r\n\r\n")).decode()
+            seen.append(request.split(" ")[1])
+            status, body = answer(ok)
+            writer.write(b"HTTP/1.1 %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+                         % (status, len(body), body))  # fmt: skip
+            await writer.drain()
+            writer.close()
+
+        return handle
+
+    good = await asyncio.start_server(handler(True), "127.0.0.1", 0)
+    bad = await asyncio.start_server(handler(False), "127.0.0.1", 0)
+    async with good, bad:
+        yield (
+            f"http://127.0.0.1:{good.sockets[0].getsockname()[1]}",
+            f"http://127.0.0.1:{bad.sockets[0].getsockname()[1]}",
+            seen,
+        )
+
+
+async def test_envoy_reads_every_node_through_its_agent(
+    agents: tuple[str, str, list[str]],
+) -> None:
+    good, bad, seen = agents
+    envoy = metric({"envoy": {"metric": "successRate"}})
+    observed = await measure(envoy, Target(clusters=("ns.web.h",), agents={"a": good}))
+    assert observed.error is None and observed.value == pytest.approx(0.97)
+    assert observed.snapshot == {"a|ns.web.h": {"2xx": 97, "5xx": 3, "buckets": [[5.0, 100]]}}
+    assert seen == ["/envoy/stats?cluster=ns.web.h"]
+    failing = await measure(envoy, Target(clusters=("ns.web.h",), agents={"a": good, "b": bad}))
+    assert failing.value is None and failing.error is not None
+    assert "node b: Envoy on node b: ConnectError" in failing.error

@@ -1,4 +1,5 @@
-"""The node agent's own small HTTP API: pod logs and resource usage, for the API server to proxy.
+"""The node agent's own small HTTP API: pod logs and resource usage, for the API server to proxy,
+and its Envoy's per-version request statistics, for the `envoy` analysis provider.
 
 Started by the agent runner (`AgentHttp.start()` before the Node is registered, so that
 `Node.status.agentPort` always names a listening port) on the node's address; the API server's
@@ -13,6 +14,13 @@ for an agent on another machine as for the embedded one.
         {"kind": "NodeUsage", "node", "windowSeconds", "cpus", "cpuMillis", "memoryBytes",
          "memoryTotalBytes", "pods": [{"namespace", "name", "uid", "driver", "cpuMillis",
          "cpuSeconds", "memoryBytes", "pids"}]}
+    GET /envoy/stats                              ?cluster=<namespace>.<service>.<hash> (1-64)
+        {"kind": "EnvoyClusterStats", "node", "clusters": {name: {"2xx", "3xx", "4xx", "5xx",
+         "buckets": [[upperBoundMs, cumulativeCount], ...]}}}: the answer counters and latency
+        histogram of the named clusters, read from this node's Envoy admin API. That API
+        listens on 127.0.0.1 only (it can also reconfigure and stop Envoy), so the analysis
+        controller reads through this endpoint, which asks admin one fixed, read-only question
+        (`shoal.analysis.envoy_stats.stat_filter`) and is no proxy to anything else there.
 Errors are Status bodies, as the API server's, so the proxy can pass them on unchanged.
 
 Usage is read by `shoal.agent.usage` (cgroup counters for sandboxed pods, psutil over the
@@ -25,8 +33,9 @@ streaming answer when its client leaves, which ends a followed log), and a minim
 be a hundred lines of HTTP parsing that nobody else reviews. `shoal server` loads them anyway;
 a standalone `shoal agent` pays their import once at start.
 
-Security: anyone who can reach the port reads pod logs. The agent binds its node address
-(127.0.0.1 by default); on a network address, firewall the port to the API server's host.
+Security: anyone who can reach the port reads pod logs and the request counts of Services. The
+agent binds its node address (127.0.0.1 by default); on a network address, firewall the port to
+the API server's host.
 """
 
 from __future__ import annotations
@@ -40,7 +49,9 @@ import socket
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -51,7 +62,8 @@ from shoal.agent.logs import PodLogs, follow, tail_lines
 from shoal.agent.ports import can_bind
 from shoal.agent.records import PodRecords
 from shoal.agent.usage import UsageSampler, read_usage, usage_document
-from shoal.api.errors import ApiError, BadRequest, Invalid, NotFound
+from shoal.analysis.envoy_stats import admin_params, check_clusters, parse_stats
+from shoal.api.errors import ApiError, BadRequest, Invalid, NotFound, Unavailable
 from shoal.api.pod import Pod
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,7 @@ TEXT = "text/plain; charset=utf-8"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
 # A followed log is the only long answer; shutdown ends it within FOLLOW_CHECK_SECONDS.
 SHUTDOWN_GRACE_SECONDS = 2
+ADMIN_TIMEOUT_SECONDS = 2.0
 
 
 # -- logs -----------------------------------------------------------------------------------------
@@ -119,6 +132,7 @@ class AgentView:
     find_pod: Callable[[str, str], Pod | None]
     sampler: UsageSampler
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    envoy_admin_port: int | None = None  # None: this node runs no Envoy
 
 
 def _status(error: ApiError) -> JSONResponse:
@@ -143,6 +157,27 @@ def create_agent_app(view: AgentView) -> FastAPI:
     async def usage(namespace: str | None = None) -> Response:
         earlier, now = await view.sampler.measure()
         return JSONResponse(usage_document(view.node_name, earlier, now, namespace))
+
+    @app.get("/envoy/stats")
+    async def envoy_stats(cluster: Annotated[list[str] | None, Query()] = None) -> Response:
+        try:
+            clusters = check_clusters(cluster or [])
+        except ValueError as error:
+            return _status(BadRequest(str(error)))
+        if view.envoy_admin_port is None:
+            return _status(Unavailable(f"node {view.node_name} runs no Envoy"))
+        try:
+            body = await _admin_stats(view.envoy_admin_port, clusters)
+        except (httpx.HTTPError, ValueError) as error:
+            return _status(
+                Unavailable(f"Envoy on node {view.node_name}: {type(error).__name__}: {error}")
+            )
+        document = {
+            "kind": "EnvoyClusterStats",
+            "node": view.node_name,
+            "clusters": parse_stats(clusters, body),
+        }
+        return JSONResponse(document)
 
     @app.get("/pods/{namespace}/{name}/log")
     async def pod_log(
@@ -178,6 +213,19 @@ def create_agent_app(view: AgentView) -> FastAPI:
         return StreamingResponse(_follow(view, logs, tail, still_there), media_type=TEXT)
 
     return app
+
+
+async def _admin_stats(admin_port: int, clusters: list[str]) -> dict[str, object]:
+    """The admin API's JSON stats of `clusters`; httpx.HTTPError when Envoy does not answer."""
+    async with httpx.AsyncClient(timeout=ADMIN_TIMEOUT_SECONDS) as http:
+        response = await http.get(
+            f"http://127.0.0.1:{admin_port}/stats", params=admin_params(clusters)
+        )
+        response.raise_for_status()
+        body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("the admin API answered something else than a JSON object")
+    return body
 
 
 async def _follow(
@@ -262,6 +310,7 @@ class AgentHttp:
         pods: Callable[[str, str], Pod | None],
         records: PodRecords,
         drivers: Mapping[str, Driver],
+        envoy_admin_port: int | None = None,
     ) -> AgentHttp:
         def find_pod(namespace: str, name: str) -> Pod | None:
             pod = pods(namespace, name)
@@ -269,6 +318,7 @@ class AgentHttp:
 
         sampler = UsageSampler(lambda: asyncio.to_thread(read_usage, records, drivers))
         view = AgentView(node_name, data_dir / "logs", find_pod, sampler)
+        view.envoy_admin_port = envoy_admin_port
         return cls(view, host=address, data_dir=data_dir)
 
     def _bind(self) -> socket.socket:

@@ -4,12 +4,17 @@ percentiles from shoal's own Envoys, no Prometheus needed.
 Each Service's version has its own Envoy cluster (`<namespace>.<service>.<pod-template-hash>`),
 so `cluster.<name>.upstream_rq_<code class>` counts that version's answers and
 `cluster.<name>.upstream_rq_time` holds its latency histogram. A measurement reads them from
-every node's admin API (`read_snapshot`, the only I/O here) and judges the WINDOW since the
-previous measurement: counters and histogram buckets are subtracted (`window`), then the
-percentiles are interpolated inside the bucket that holds them (`quantile`). Summing
-buckets over nodes before interpolating gives the true percentile of all requests, which
-averaging per-node percentiles would not. The first measurement of a run has no previous
-snapshot; its window is everything the version's cluster has counted (its traffic so far).
+every node through its agent's HTTP API (`GET /envoy/stats?cluster=...`, served by
+`shoal.agent.http` on the node's address: Envoy's admin API itself listens on 127.0.0.1 only,
+so it cannot be reached from the control plane when the node is another machine). The agent
+asks its Envoy with `stat_filter` and answers `parse_stats`' entries; `read_snapshot` (the
+only I/O here) collects them from every node, the same way for the embedded agent as for a
+remote one. A measurement judges the WINDOW since the previous one: counters and histogram
+buckets are subtracted (`window`), then the percentiles are interpolated inside the bucket
+that holds them (`quantile`). Summing buckets over nodes before interpolating gives the true
+percentile of all requests, which averaging per-node percentiles would not. The first
+measurement of a run has no previous snapshot; its window is everything the version's cluster
+has counted (its traffic so far).
 
 Limits worth knowing: Envoy flushes histograms once a second (stats_flush_interval), so the
 latency of the last second may be missing from a window; counters are exact. Bucket bounds are
@@ -131,48 +136,102 @@ def observe(metric: EnvoyMetric, current: Snapshot, previous: Snapshot | None) -
     return Observation(value, snapshot=current, details=details)
 
 
-def _stat_filter(clusters: Iterable[str]) -> str:
+#: The agent's endpoint for them (shoal.agent.http), and how many clusters one request may name.
+AGENT_STATS_PATH = "/envoy/stats"
+MAX_CLUSTERS = 64
+# `<namespace>.<service>.<hash>`: DNS names joined by dots; nothing a regex could act upon.
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,250}[a-z0-9])?$")
+
+
+def check_clusters(clusters: Iterable[str]) -> list[str]:
+    """The cluster names of one stats request, sorted; ValueError saying which is not one."""
+    names = sorted(set(clusters))
+    if not names:
+        raise ValueError("name at least one cluster (cluster=<namespace>.<service>.<hash>)")
+    if len(names) > MAX_CLUSTERS:
+        raise ValueError(f"at most {MAX_CLUSTERS} clusters per request (got {len(names)})")
+    bad = [name for name in names if not _CLUSTER_NAME.match(name)]
+    if bad:
+        raise ValueError(f"not a cluster name: {', '.join(map(repr, bad[:3]))}")
+    return names
+
+
+def stat_filter(clusters: Iterable[str]) -> str:
+    """Envoy's /stats filter for the answer counters and latency histogram of `clusters`."""
     names = "|".join(re.escape(c) for c in sorted(clusters))
     return rf"^cluster\.({names})\.upstream_rq_(2xx|3xx|4xx|5xx|time)$"
 
 
-def parse_stats(node: str, clusters: Iterable[str], body: Mapping[str, Any]) -> Snapshot:
-    """One node's /stats?format=json&histogram_buckets=cumulative answer as snapshot entries."""
+def admin_params(clusters: Iterable[str]) -> dict[str, str]:
+    """Query parameters of Envoy's /stats for `clusters` (JSON, cumulative buckets)."""
+    return {"format": "json", "filter": stat_filter(clusters), "histogram_buckets": "cumulative"}
+
+
+def parse_stats(clusters: Iterable[str], body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Envoy's /stats?format=json&histogram_buckets=cumulative answer as one entry per
+    cluster: {"2xx": n, ..., "buckets": [[upper_bound_ms, cumulative_count], ...]}."""
     wanted = set(clusters)
-    out: Snapshot = {f"{node}|{c}": {"buckets": []} for c in wanted}
+    out: dict[str, dict[str, Any]] = {c: {"buckets": []} for c in wanted}
     for entry in body.get("stats", []):
         if "name" in entry:
             cluster, _, stat = entry["name"].removeprefix("cluster.").rpartition(".upstream_rq_")
             if cluster in wanted and stat in CODE_CLASSES:
-                out[f"{node}|{cluster}"][stat] = int(entry["value"])
+                out[cluster][stat] = int(entry["value"])
         histograms = entry.get("histograms")
         if isinstance(histograms, list):
             for histogram in histograms:
                 name = str(histogram.get("name", ""))
                 cluster = name.removeprefix("cluster.").removesuffix(".upstream_rq_time")
                 if cluster in wanted:
-                    out[f"{node}|{cluster}"]["buckets"] = [
+                    out[cluster]["buckets"] = [
                         [float(b["upper_bound"]), int(b["cumulative"])]
                         for b in histogram.get("buckets", [])
                     ]
     return out
 
 
+def node_entries(node: str, clusters: Iterable[str], answer: Mapping[str, Any]) -> Snapshot:
+    """One agent's answer (`{"clusters": {name: entry}}`) as snapshot entries of `node`;
+    ValueError when it is not that shape. A cluster the node does not know counts nothing."""
+    found = answer.get("clusters")
+    if not isinstance(found, dict):
+        raise ValueError(f"node {node}: the agent's answer has no 'clusters' object")
+    out: Snapshot = {}
+    for cluster in sorted(set(clusters)):
+        entry = found.get(cluster) or {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"node {node}: cluster {cluster} is not an object")
+        codes = {c: int(entry[c]) for c in CODE_CLASSES if c in entry}
+        buckets = [[float(u), int(n)] for u, n in entry.get("buckets", [])]
+        out[f"{node}|{cluster}"] = {**codes, "buckets": buckets}
+    return out
+
+
 async def read_snapshot(
-    admins: Mapping[str, str], clusters: Iterable[str], timeout_s: float = 2.0
+    agents: Mapping[str, str], clusters: Iterable[str], timeout_s: float = 2.0
 ) -> Snapshot:
-    """Every node's counters and buckets for `clusters`; `admins` maps node -> admin base URL.
-    Raises httpx.HTTPError when a node's Envoy does not answer."""
-    cluster_list = sorted(set(clusters))
+    """Every node's counters and buckets for `clusters`; `agents` maps node -> its agent's
+    base URL. Raises httpx.HTTPError when a node's agent does not answer, or answers an
+    error (its Envoy is down, say); ValueError for an answer of the wrong shape."""
+    cluster_list = check_clusters(clusters)
     snapshot: Snapshot = {}
-    params = {
-        "format": "json",
-        "filter": _stat_filter(cluster_list),
-        "histogram_buckets": "cumulative",
-    }
     async with httpx.AsyncClient(timeout=timeout_s) as http:
-        for node, base_url in sorted(admins.items()):
-            response = await http.get(f"{base_url}/stats", params=params)
-            response.raise_for_status()
-            snapshot.update(parse_stats(node, cluster_list, response.json()))
+        for node, base_url in sorted(agents.items()):
+            response = await http.get(
+                f"{base_url}{AGENT_STATS_PATH}", params={"cluster": cluster_list}
+            )
+            if response.status_code >= 400:
+                raise httpx.HTTPStatusError(
+                    f"node {node}: {_reason(response)}", request=response.request, response=response
+                )
+            snapshot.update(node_entries(node, cluster_list, response.json()))
     return snapshot
+
+
+def _reason(response: httpx.Response) -> str:
+    """The Status message of an agent's error answer, else its HTTP status."""
+    try:
+        message = response.json().get("message")
+    except ValueError:
+        message = None
+    return str(message) if message else f"HTTP {response.status_code}"

@@ -1,6 +1,7 @@
 """Metric providers: take one measurement of a metric (the I/O half of analysis).
 
-- `envoy`: per-version request statistics from every node's Envoy (see `envoy_stats`);
+- `envoy`: per-version request statistics from every node's Envoy, read through each node's
+  agent API (see `envoy_stats`);
 - `web`: GET a URL and take a JSON field (`jsonPath` like `data.result[0].value`), or the
   whole body (a JSON document, else a number, else the text);
 - `exec`: run a command without a shell; the result is `{exitCode, output, value}` (`value`:
@@ -36,11 +37,11 @@ _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What an `envoy` measurement reads: the clusters of the judged version, the admin URL
-    of every node's Envoy, and the provider's snapshot from the previous measurement."""
+    """What an `envoy` measurement reads: the clusters of the judged version, the agent API
+    URL of every routing node, and the provider's snapshot from the previous measurement."""
 
     clusters: tuple[str, ...] = ()
-    admins: Mapping[str, str] = field(default_factory=dict)
+    agents: Mapping[str, str] = field(default_factory=dict)
     previous: dict[str, Any] | None = None
 
 
@@ -120,10 +121,10 @@ async def measure(metric: Metric, target: Target) -> Observation:
     assert provider.envoy is not None
     if not target.clusters:
         return Observation(error="no Service routes to this Deployment: nothing to measure")
-    if not target.admins:
-        return Observation(error="no Ready node reports an Envoy admin port")
+    if not target.agents:
+        return Observation(error="no Ready node with an Envoy reports its agent API port")
     try:
-        snapshot = await envoy_stats.read_snapshot(target.admins, target.clusters)
+        snapshot = await envoy_stats.read_snapshot(target.agents, target.clusters)
     except (httpx.HTTPError, ValueError) as error:
         return Observation(error=f"reading Envoy stats: {type(error).__name__}: {error}")
     return envoy_stats.observe(provider.envoy, snapshot, target.previous)

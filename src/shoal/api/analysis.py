@@ -51,9 +51,8 @@ _METRIC_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUILTIN_ARGS = ("namespace", "deployment", "stable-hash", "canary-hash")
 MEASUREMENTS_KEPT = 50  # per metric; older ones are dropped (counts stay exact)
 
-EnvoyMetricName = Literal[
-    "successRate", "errorRate", "requestCount", "requestRate", "p50", "p90", "p99"
-]
+# No request rate: a first measurement's window (all traffic so far) has no known length.
+EnvoyMetricName = Literal["successRate", "errorRate", "requestCount", "p50", "p90", "p99"]
 MeasurementPhase = Literal["Successful", "Failed", "Inconclusive", "Error"]
 MetricPhase = Literal["Running", "Successful", "Failed", "Inconclusive", "Error"]
 RunPhase = Literal[

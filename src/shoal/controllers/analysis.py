@@ -11,8 +11,9 @@ verdict. The pure parts are in `shoal.analysis.run`; the providers in
 What an `envoy` metric measures: the clusters `<namespace>.<service>.<hash>` of every Service
 that routes to the Deployment (or the one named by the metric), with `hash` the canary's or
 the stable version's pod-template-hash from the run's arguments, on every routing node's
-Envoy (`http://<node address>:<envoyAdminPort>`; the admin API listens on 127.0.0.1, so this
-reaches nodes on the control plane's host).
+Envoy, read through the node's agent API (`http://<node address>:<agentPort>/envoy/stats`):
+Envoy's admin API listens on 127.0.0.1 only, so a node on another machine is reached through
+its agent, and the embedded one the same way.
 """
 
 from __future__ import annotations
@@ -117,13 +118,14 @@ class AnalysisExecutor:
         revision = args.get("canary-hash" if envoy.revision == "canary" else "stable-hash", "")
         services = [envoy.service] if envoy.service else await self._services(namespace, args)
         nodes = routing_nodes(ctx.nodes.items(), ctx.clock.now())
-        admins = {
-            node.metadata.name: f"http://{node.status.address}:{node.status.envoy_admin_port}"
+        agents = {
+            node.metadata.name: f"http://{node.status.address}:{node.status.agent_port}"
             for node in nodes
+            if node.status.agent_port is not None
         }
         clusters = tuple(cluster_name(namespace, svc, revision) for svc in services if revision)
         previous = result.snapshot if result is not None else None
-        return Target(clusters=clusters, admins=admins, previous=previous)
+        return Target(clusters=clusters, agents=agents, previous=previous)
 
     async def _services(self, namespace: str, args: dict[str, str]) -> list[str]:
         """The Services whose selector picks the Deployment's pods."""
