@@ -5,8 +5,8 @@ HTTP load through a Service port, manifests of the test app, and the leak check.
 Every process is stopped by pid: the server by its Popen (SIGTERM for a graceful stop, SIGKILL
 for crash tests), and whatever a server left behind is found by its data dir (pods run in a
 directory under it, Envoy reads its bootstrap from it), reported and killed by pid.
-Imported by tests/e2e/conftest.py, the tests and bench/bench_*.py (which put this directory on
-sys.path).
+Imported by tests/e2e/conftest.py, sandbox_harness.py, the tests and bench/bench_*.py (which
+put this directory on sys.path).
 """
 
 from __future__ import annotations
@@ -251,6 +251,34 @@ def kill_leftovers(server: ShoalServer | Path) -> list[str]:
             described.append(f"{process.pid} {' '.join(process.cmdline())}")
             process.kill()
     return described
+
+
+@contextlib.contextmanager
+def servers(new_data_dir: Callable[[int], Path]) -> Iterator[ServerFactory]:
+    """`start(env=None, agent=True)` starts one more `shoal server` over `new_data_dir(n)` (the
+    n-th server, from 1). At the end each is stopped gracefully (SIGTERM) unless the test did
+    it, and this fails if one did not exit cleanly or left a pod or Envoy running (killed by
+    pid first). The body of the e2e server fixtures (conftest.py, sandbox_harness.py)."""
+    started: list[ShoalServer] = []
+
+    def start(env: dict[str, str] | None = None, agent: bool = True) -> ShoalServer:
+        server = ShoalServer(new_data_dir(len(started) + 1), env, agent=agent)
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        problems = []
+        for server in started:
+            server.close()
+            if server.running() and (code := server.stop()) != 0:
+                problems.append(f"server exited with {code}:\n{server.log()[-3000:]}")
+            leaked = kill_leftovers(server)
+            if leaked:
+                problems.append("left running after a graceful stop: " + "; ".join(leaked))
+        assert not problems, "\n".join(problems)
 
 
 # -- manifests ----------------------------------------------------------------------------------

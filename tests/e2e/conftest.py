@@ -6,37 +6,22 @@ pod process or Envoy of it is still running (killed by pid first, so nothing lea
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
-from agent_harness import ServerFactory, ShoalServer, kill_leftovers
+from agent_harness import ServerFactory, ShoalServer, servers
 
 
-@contextmanager
-def servers_in(base: Path) -> Iterator[ServerFactory]:
-    started: list[ShoalServer] = []
+def servers_in(base: Path) -> AbstractContextManager[ServerFactory]:
+    """Servers with the data dirs `base`/shoal-1, shoal-2, ... (`agent_harness.servers`)."""
 
-    def start(env: dict[str, str] | None = None, agent: bool = True) -> ShoalServer:
-        data_dir = base / f"shoal-{len(started) + 1}"
+    def new_data_dir(number: int) -> Path:
+        data_dir = base / f"shoal-{number}"
         data_dir.mkdir()
-        server = ShoalServer(data_dir, env, agent=agent)
-        started.append(server)
-        server.start()
-        return server
+        return data_dir
 
-    try:
-        yield start
-    finally:
-        problems = []
-        for server in started:
-            server.close()
-            if server.running() and (code := server.stop()) != 0:
-                problems.append(f"server exited with {code}:\n{server.log()[-3000:]}")
-            leaked = kill_leftovers(server)
-            if leaked:
-                problems.append("left running after a graceful stop: " + "; ".join(leaked))
-        assert not problems, "\n".join(problems)
+    return servers(new_data_dir)
 
 
 @pytest.fixture

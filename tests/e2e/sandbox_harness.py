@@ -20,14 +20,15 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
-from agent_harness import PROBE_APP, ShoalServer, app_deployment, kill_leftovers
+import pytest
+from agent_harness import PROBE_APP, ServerFactory, ShoalServer, app_deployment, servers
 
 from shoal.agent.sandbox.availability import sandbox_available
 
@@ -35,8 +36,6 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 SYSTEM_PYTHON = shutil.which("python3", path=SYSTEM_PATH) or "python3"
 SHARED_TEMP = Path("/var/tmp")
 PRETEND_UNAVAILABLE = "SHOAL_TEST_SANDBOX_UNAVAILABLE"
-
-ServerFactory = Callable[..., ShoalServer]
 
 
 def why_no_sandbox() -> str | None:
@@ -55,6 +54,30 @@ def searchable_dir(prefix: str = "shoal-e2e-") -> Iterator[Path]:
         yield base
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def requires_sandbox() -> pytest.MarkDecorator:
+    """The mark that skips a test (or a module: `pytestmark`) where sandboxed pods cannot run,
+    with the reason."""
+    why = why_no_sandbox()
+    return pytest.mark.skipif(why is not None, reason=f"no sandbox here: {why}")
+
+
+def app_fixtures() -> tuple[Any, Any]:
+    """A test module's fixtures `base` (a searchable dir, removed at the end) and `app` (the
+    probe app installed in it), both module-scoped: `base, app = app_fixtures()` there.
+    (Imported fixtures would shadow the test arguments of the same name.)"""
+
+    @pytest.fixture(scope="module")
+    def base() -> Iterator[Path]:
+        with searchable_dir() as directory:
+            yield directory
+
+    @pytest.fixture(scope="module")
+    def app(base: Path) -> Path:
+        return install_app(base)
+
+    return base, app
 
 
 def install_app(base: Path) -> Path:
@@ -130,31 +153,16 @@ def script_deployment(
     return deployment
 
 
-@contextlib.contextmanager
-def servers_under(base: Path) -> Iterator[ServerFactory]:
-    """`start(env=None)` starts one more `shoal server` with a data dir under `base`."""
-    started: list[ShoalServer] = []
+def servers_under(base: Path) -> contextlib.AbstractContextManager[ServerFactory]:
+    """`start(env=None)` starts one more `shoal server` with a searchable data dir under `base`
+    (stopped and checked for leftovers at the end: `agent_harness.servers`)."""
 
-    def start(env: dict[str, str] | None = None) -> ShoalServer:
+    def new_data_dir(_: int) -> Path:
         data_dir = Path(tempfile.mkdtemp(prefix="shoal-", dir=base))
         data_dir.chmod(0o755)
-        server = ShoalServer(data_dir, env)
-        started.append(server)
-        server.start()
-        return server
+        return data_dir
 
-    try:
-        yield start
-    finally:
-        problems = []
-        for server in started:
-            server.close()
-            if server.running() and (code := server.stop()) != 0:
-                problems.append(f"server exited with {code}:\n{server.log()[-3000:]}")
-            leaked = kill_leftovers(server)
-            if leaked:
-                problems.append("left running after a graceful stop: " + "; ".join(leaked))
-        assert not problems, "\n".join(problems)
+    return servers(new_data_dir)
 
 
 def pod_log(server: ShoalServer, pod: str, **params: str) -> str:

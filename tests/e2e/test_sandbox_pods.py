@@ -12,7 +12,6 @@ Envoy, and Deployments of tests/apps/probe_app.py run by the system python3.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -29,40 +28,25 @@ from agent_harness import (
 from sandbox_harness import (
     PRETEND_UNAVAILABLE,
     SYSTEM_PYTHON,
+    app_fixtures,
     app_in_sandbox,
-    install_app,
+    pod_tree,
+    requires_sandbox,
     sandboxed,
-    searchable_dir,
     servers_under,
-    why_no_sandbox,
 )
 
 from shoal.api.event import Event
 from shoal.api.node import Node
 from shoal.api.pod import Pod
 
-NO_SANDBOX = why_no_sandbox()
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}"),
-]
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    with searchable_dir() as directory:
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def app(base: Path) -> Path:
-    return install_app(base)
+pytestmark = [pytest.mark.e2e, requires_sandbox()]
+base, app = app_fixtures()
 
 
 def process_tree(pod: Pod) -> list[psutil.Process]:
     assert pod.status.pid is not None
-    leader = psutil.Process(pod.status.pid)
-    return [leader, *leader.children(recursive=True)]
+    return pod_tree(pod.status.pid)
 
 
 def pid_namespace(pid: int | str) -> str:

@@ -12,7 +12,6 @@ agent, Envoy and real sandboxed processes:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,31 +28,16 @@ from agent_harness import (
     wait_rollout,
 )
 from sandbox_harness import (
+    app_fixtures,
     app_in_sandbox,
-    install_app,
-    searchable_dir,
+    requires_sandbox,
     servers_under,
-    why_no_sandbox,
 )
 
 from shoal.api.pod import Pod
 
-NO_SANDBOX = why_no_sandbox()
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(NO_SANDBOX is not None, reason=f"no sandbox here: {NO_SANDBOX}"),
-]
-
-
-@pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    with searchable_dir() as directory:
-        yield directory
-
-
-@pytest.fixture(scope="module")
-def app(base: Path) -> Path:
-    return install_app(base)
+pytestmark = [pytest.mark.e2e, requires_sandbox()]
+base, app = app_fixtures()
 
 
 def identities(pods: list[Pod]) -> dict[str, tuple[int | None, float | None, int]]:
