@@ -95,3 +95,11 @@ def test_methods_listed_by_the_user_are_mirrored() -> None:
     strategy = {"type": "ParallelRun", "parallelRun": {"methods": ["GET", "POST"]}}
     mirror = build(deployment(strategy, COMPARING)).listener.mirror
     assert mirror is not None and mirror.methods == ("GET", "POST")
+
+
+def test_a_comparison_pod_a_service_happens_to_select_gets_no_traffic_at_all() -> None:
+    compare = pod("cmp", 20010, **{"shoal.dev/compare": "web", "pod-template-hash": "old"})
+    routing = RolloutRouting(lambda: [deployment(PARALLEL, COMPARING)])
+    built = routing.build(SERVICE, pod_endpoints(SERVICE, [*PODS, compare], {}))
+    assert {e.port for c in built.clusters for e in c.endpoints} == {20001, 20003, 20009}
+    assert "uid-cmp" not in built.placements

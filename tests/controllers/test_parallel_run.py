@@ -1,5 +1,6 @@
-"""controllers.parallel_run (pure parts): when a differ is wanted, the differ Pod it runs and
-the DiffReport it creates; differ.pod: the differ's configuration from the Pod's environment."""
+"""controllers.parallel_run (pure parts): when a differ is wanted, the differ Pod it runs, the
+comparison Pods it replays to and the DiffReport it creates; differ.pod: the differ's
+configuration from the Pod's environment."""
 
 from __future__ import annotations
 
@@ -9,19 +10,33 @@ from typing import Any
 
 import pytest
 
+from shoal.agent.podprocess import assign_ports
+from shoal.agent.routing import target_port
 from shoal.api.deployment import Deployment
+from shoal.api.pod import Pod, PodTemplateSpec
 from shoal.api.rollout import RolloutStatus, TrafficRouting
+from shoal.api.selectors import LabelSelector, parse_selector
+from shoal.api.service import Service
 from shoal.controllers.parallel_run import (
+    BACKGROUND_NICE,
+    COMPARE_LABEL,
+    COMPARE_ROLE_LABEL,
     DIFFER_LABEL,
     comparing,
+    comparison_pods,
     diff_report,
     differ_pod,
+    wanted_pods,
 )
 from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
-from shoal.differ.pod import CONFIG_VARIABLE, config_from_environment
+from shoal.differ.pod import CONFIG_VARIABLE, PORTS_VARIABLE, config_from_environment
+
+PORTS: list[dict[str, Any]] = [{"name": "http"}, {"name": "admin", "containerPort": 9100}]
 
 
-def deployment(strategy_type: str = "ParallelRun", **rollout: Any) -> Deployment:
+def deployment(
+    strategy_type: str = "ParallelRun", ports: list[dict[str, Any]] | None = None, **rollout: Any
+) -> Deployment:
     strategy: dict[str, Any] = {"type": strategy_type}
     if strategy_type == "ParallelRun":
         strategy["parallelRun"] = {
@@ -36,7 +51,12 @@ def deployment(strategy_type: str = "ParallelRun", **rollout: Any) -> Deployment
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {
                     "metadata": {"labels": {"app": "web", "tier": "front"}},
-                    "spec": {"command": ["x"], "ports": [{"name": "http"}]},
+                    "spec": {
+                        "command": ["app", "--serve"],
+                        "ports": PORTS if ports is None else ports,
+                        "isolation": "sandbox",
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
+                    },
                 },
                 "strategy": strategy,
             },
@@ -65,16 +85,27 @@ def test_the_differ_pod_is_owned_selected_by_the_services_and_configured_by_envi
     owner = pod.metadata.owner_references[0]
     assert (owner.kind, owner.uid, owner.controller) == ("Deployment", "uid-web", True)
     assert pod.spec.command == [sys.executable, "-m", "shoal.differ.pod"]
-    assert pod.spec.isolation == "none"
-    assert [p.name for p in pod.spec.ports] == ["http"]  # a Service's targetPort: http finds it
+    assert pod.spec.isolation == "none"  # shoal's own code, whatever the template's isolation
+    # Every port name of the app, numbers allocated: a Service targeting any of them finds it.
+    assert [(p.name, p.container_port) for p in pod.spec.ports] == [("http", None), ("admin", None)]
     env = {v.name: v.value for v in pod.spec.env}
+    assert env[PORTS_VARIABLE] == "http,admin"
     config = config_from_environment(
-        {**env, "PORT": "31000", "SHOAL_SERVER": "http://127.0.0.1:7070"}
+        {
+            **env,
+            "PORT": "31000",
+            "PORT_HTTP": "31000",
+            "PORT_ADMIN": "31001",
+            "SHOAL_SERVER": "http://127.0.0.1:7070",
+        }
     )
     assert config.listen == "127.0.0.1:31000"
+    assert config.ports == {"admin": "127.0.0.1:31001"}  # replayed to the instances' admin
     assert config.server == "http://127.0.0.1:7070"
-    assert config.primary.selector == "app=web,pod-template-hash=old"
-    assert config.candidate.selector == "app=web,pod-template-hash=new"
+    # The differ replays to the comparison Pods, never to the live pods (app=web).
+    assert config.primary.selector == f"{COMPARE_LABEL}=web,pod-template-hash=old"
+    assert config.candidate.selector == f"{COMPARE_LABEL}=web,pod-template-hash=new"
+    assert (config.concurrency, config.queue_size, config.nice) == (4, 16, BACKGROUND_NICE)
     assert config.methods == ["GET"]
     assert config.compare.ignore_fields == ["requestId"]
     assert config.report_name == "web-new"
@@ -104,3 +135,87 @@ def test_a_retried_attempt_gets_a_fresh_differ_and_report() -> None:
     assert differ_pod(d, "old", "new", 1).metadata.name == "web-differ-new-1"
     report = diff_report(d, "old", "new", 1)
     assert report.metadata.annotations[ATTEMPT_ANNOTATION] == "1"
+
+
+def test_an_unnamed_or_missing_app_port_still_gives_the_differ_a_probed_port() -> None:
+    for ports in ([], [{}]):
+        pod = differ_pod(deployment(ports=ports, stable_hash="o", new_hash="n"), "o", "n")
+        assert [p.name for p in pod.spec.ports] == ["differ"]
+        probe = pod.spec.readiness_probe
+        assert probe is not None and probe.http_get is not None
+        assert probe.http_get.port == "differ"
+    env = {v.name: v.value for v in pod.spec.env}
+    config = config_from_environment(
+        {**env, "PORT": "31000", "PORT_DIFFER": "31000", "SHOAL_SERVER": "http://x"}
+    )
+    assert config.ports == {}
+    with pytest.raises(ValueError, match="PORT_ADMIN"):
+        config_from_environment(
+            {**env, PORTS_VARIABLE: "admin", "PORT": "1", "SHOAL_SERVER": "http://x"}
+        )
+
+
+def test_a_service_targeting_the_second_port_mirrors_to_the_differs_port_of_that_name() -> None:
+    pod = differ_pod(deployment(stable_hash="o", new_hash="n"), "o", "n")
+    ports, primary = assign_ports(pod.spec, {"http": 31000, "admin": 31001})
+    pod.status.host_ports, pod.status.host_port = ports, primary
+    admin = Service.new(
+        "web-admin", spec={"selector": {"app": "web"}, "port": 1, "targetPort": "admin"}
+    )
+    assert target_port(admin, pod) == 31001
+
+
+def primary_template() -> PodTemplateSpec:
+    template = deployment().spec.template.model_copy(deep=True)
+    template.spec.command = ["app-v1"]
+    return template
+
+
+def test_comparison_pods_run_both_versions_apart_from_live_traffic_at_low_priority() -> None:
+    d = deployment(stable_hash="old", new_hash="new")
+    pods = comparison_pods(d, primary_template(), "old", "new")
+    assert [p.metadata.name for p in pods] == [
+        "web-compare-old-primary",
+        "web-compare-old-secondary",
+        "web-compare-new-candidate",
+    ]
+    primary, _, candidate = pods
+    assert primary.spec.command == ["nice", "-n", str(BACKGROUND_NICE), "app-v1"]
+    assert candidate.spec.command == ["nice", "-n", str(BACKGROUND_NICE), "app", "--serve"]
+    assert candidate.metadata.labels == {
+        COMPARE_LABEL: "web",
+        COMPARE_ROLE_LABEL: "candidate",
+        "pod-template-hash": "new",
+    }
+    for pod in pods:
+        assert pod.metadata.owner_references[0].uid == "uid-web"
+        # Neither the Deployment's Services nor its ReplicaSets select them: no live request.
+        assert not LabelSelector(match_labels={"app": "web"}).matches(pod.metadata.labels)
+        assert [(p.name, p.container_port) for p in pod.spec.ports] == [
+            ("http", None),
+            ("admin", None),  # a fixed number would clash with the live pod on its node
+        ]
+        assert pod.spec.isolation == "sandbox"  # the app's own isolation
+        assert pod.spec.readiness_probe == d.spec.template.spec.readiness_probe
+    selector = config_from_environment(
+        {
+            **{v.name: v.value for v in differ_pod(d, "old", "new").spec.env},
+            "PORT": "1",
+            "PORT_HTTP": "1",
+            "PORT_ADMIN": "2",
+            "SHOAL_SERVER": "http://x",
+        }
+    ).primary.selector
+    assert selector is not None
+    found = [p for p in pods if parse_selector(selector).matches(p.metadata.labels)]
+    assert [p.metadata.labels[COMPARE_ROLE_LABEL] for p in found] == ["primary", "secondary"]
+
+
+def test_the_wanted_pods_follow_the_run_and_wait_for_the_primarys_template() -> None:
+    d = deployment(stable_hash="old", new_hash="new")
+    names = [p.metadata.name for p in wanted_pods(d, None)]
+    assert names == ["web-compare-new-candidate", "web-differ-new"]
+    names = [p.metadata.name for p in wanted_pods(d, primary_template())]
+    assert len(names) == 4 and "web-compare-old-secondary" in names
+    assert wanted_pods(deployment(stable_hash="old", new_hash="new", aborted=True), None) == []
+    assert all(isinstance(p, Pod) for p in wanted_pods(d, None))

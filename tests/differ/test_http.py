@@ -216,3 +216,20 @@ async def test_garbage_gets_400_and_the_server_keeps_serving(
     assert answer.startswith(b"HTTP/1.1 400")
     async with httpx.AsyncClient(base_url=url) as client:
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_each_listener_tags_its_mirrors_with_its_app_port() -> None:
+    mirrored: list[MirroredRequest] = []
+    server = MirrorServer(mirrored.append, lambda m, t: (200, "text/plain", b""))
+    default = await server.start("127.0.0.1", 0)
+    admin = await server.start("127.0.0.1", 0, "admin")
+    try:
+        async with httpx.AsyncClient() as client:
+            for port in (default, admin):
+                await client.get(f"http://127.0.0.1:{port}/x", headers={"host": "shop-shadow"})
+    finally:
+        await server.close()
+    assert [m.port for m in mirrored] == [None, "admin"]
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):  # close() stopped every listener
+            await client.get(f"http://127.0.0.1:{admin}/healthz", timeout=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from differ_stubs import StubUpstream, json_answer
 from shoal.differ.aggregate import Aggregator
 from shoal.differ.http import MirroredRequest, UpstreamPool
 from shoal.differ.replay import Replayer, replay_headers
-from shoal.differ.targets import Targets
+from shoal.differ.targets import Instance, Targets
 
 
 def priced(price: float) -> Any:
@@ -110,3 +111,18 @@ async def test_overload_drops_and_counts_instead_of_queueing_without_bound() -> 
     assert replayer.queue.qsize() == 5
     assert aggregator.dropped == 7
     assert replayer.received == 12
+
+
+async def test_a_mirror_of_a_named_port_is_replayed_to_that_port_of_each_instance(
+    stubs: list[StubUpstream],
+) -> None:
+    default, admin, other = stubs
+    instance = Instance("127.0.0.1", default.port, (("admin", admin.port),))
+    aggregator = Aggregator()
+    replayer = Replayer(aggregator, UpstreamPool())
+    replayer.set_targets(Targets((instance,), (instance,)))
+    await replayer.replay(replace(mirrored(), port="admin"))
+    await replayer.replay(mirrored())
+    assert (len(admin.received), len(default.received), len(other.received)) == (3, 3, 0)
+    await replayer.replay(replace(mirrored(), port="metrics"))  # no such port: not guessed
+    assert aggregator.skipped == 1 and aggregator.status().compared == 2

@@ -17,6 +17,10 @@ differ run by the controller as a Pod, continuous live load through the Service 
 - bad settings (maxDiffRate 1.5, an unknown compare option) are rejected at apply with their
   field paths, and nothing is stored.
 
+The differ replays to comparison Pods of its own (primary, secondary: v1; candidate: v2), not
+to the pods that serve live traffic: the tests check that the live pods received no replay
+and the candidate's ReplicaSet pods received nothing at all until the switch.
+
 Every process is stopped by pid by the fixtures (leftovers fail the test).
 """
 
@@ -38,7 +42,7 @@ from shoal.api.errors import Invalid, NotFound
 from shoal.api.event import Event
 from shoal.api.pod import Pod
 from shoal.cli.main import app as shoal_cli
-from shoal.controllers.parallel_run import DIFFER_LABEL
+from shoal.controllers.parallel_run import COMPARE_LABEL, COMPARE_ROLE_LABEL, DIFFER_LABEL
 from shoal.controllers.strategies.parallel import ATTEMPT_ANNOTATION
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +91,7 @@ def candidate_hash(server: ShoalServer) -> str:
 def _none() -> Any:
     class Empty:
         new_hash = None
+        stable_hash = None
 
     return Empty()
 
@@ -98,6 +103,11 @@ def revision_pods(server: ShoalServer, revision: str) -> list[Pod]:
 
 def differ_pods(server: ShoalServer) -> list[Pod]:
     return server.client.list(Pod, "default", selector=f"{DIFFER_LABEL}=web").items
+
+
+def comparison_pods(server: ShoalServer) -> dict[str, Pod]:
+    found = server.client.list(Pod, "default", selector=f"{COMPARE_LABEL}=web").items
+    return {pod.metadata.labels[COMPARE_ROLE_LABEL]: pod for pod in found}
 
 
 def report(server: ShoalServer, revision: str) -> DiffReport | None:
@@ -136,13 +146,23 @@ def test_noise_learned_post_never_mirrored_pause_then_promote(shoal_server: Shoa
         assert found.status.compared >= 60 and found.status.differing == 0, found.status
         noise = {n.path for e in found.status.endpoints for n in e.noise}
         assert "requestId" in noise, found.status
-        # Live traffic (GETs and POSTs) went to v1 only; the candidate saw mirrored GETs only.
+        # Live traffic (GETs and POSTs) went to v1 only; the comparison candidate saw mirrored
+        # GETs only; no replay reached a live pod, and the candidate's ReplicaSet (the pods
+        # the switch will route to) received nothing at all.
         assert load.versions(since=0) == {"v1"}
-        pods = revision_pods(shoal_server, candidate)
-        counts = [served_requests(pod) for pod in pods]
-        assert sum(c.get("GET", 0) for c in counts) > 0, counts
-        assert sum(c.get("POST", 0) for c in counts) == 0, counts
-        assert all(c.get("GET", 0) == c["shadow"].get("GET", 0) for c in counts), counts
+        primary = (deployment(shoal_server).status.rollout or _none()).stable_hash
+        assert primary is not None and primary != candidate
+        live = [served_requests(pod) for pod in revision_pods(shoal_server, primary)]
+        assert sum(c.get("GET", 0) for c in live) > 0 and all(not c["shadow"] for c in live), live
+        idle = [served_requests(pod) for pod in revision_pods(shoal_server, candidate)]
+        assert all(c.get("GET", 0) == c.get("POST", 0) == 0 for c in idle), idle
+        compare = comparison_pods(shoal_server)
+        assert sorted(compare) == ["candidate", "primary", "secondary"], compare
+        assert compare["candidate"].metadata.labels[POD_TEMPLATE_HASH_LABEL] == candidate
+        counts = {role: served_requests(pod) for role, pod in compare.items()}
+        assert all(c.get("GET", 0) > 0 for c in counts.values()), counts
+        assert all(c.get("POST", 0) == 0 for c in counts.values()), counts
+        assert all(c.get("GET", 0) == c["shadow"].get("GET", 0) for c in counts.values()), counts
         diffs_text = shoal(shoal_server, "rollout", "diffs", "deployment/web")
         assert "GET /price" in diffs_text and "requestId" in diffs_text, diffs_text
         status_text = shoal(shoal_server, "rollout", "status", "deployment/web", "--no-watch")
@@ -152,6 +172,7 @@ def test_noise_learned_post_never_mirrored_pause_then_promote(shoal_server: Shoa
         wait_for("the switch", lambda: healthy_at(shoal_server, candidate), ROLLOUT_TIMEOUT)
         wait_for("the candidate answering", lambda: _version(port) == "v2")
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
+        wait_for("the comparison pods gone", lambda: not comparison_pods(shoal_server), 30)
     assert load.failed == 0, load.errors
     shoal_server.client.delete(Deployment, "web")  # its reports go with it (owner references)
     wait_for("the report collected", lambda: report(shoal_server, candidate) is None, 30)
@@ -178,6 +199,7 @@ def test_changed_price_aborts_and_users_only_saw_the_primary(shoal_server: Shoal
         wait_for("the abort", lambda: phase(shoal_server) == "Degraded", 60)
         wait_for("the candidate scaled down", lambda: not revision_pods(shoal_server, candidate))
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)
+        wait_for("the comparison pods gone", lambda: not comparison_pods(shoal_server), 30)
         first = check_abort(shoal_server, candidate)
         retry_aborts_again(shoal_server, candidate, first)
         wait_for("the differ gone", lambda: not differ_pods(shoal_server), 30)

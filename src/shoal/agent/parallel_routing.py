@@ -6,6 +6,9 @@ select it and the agent sees its address among their endpoints. Here (pure):
 
 - `split_differ` takes differ Pods out of a Service's endpoints before any live cluster is
   built: a differ never receives a live request, whatever the strategy or rollout state;
+  comparison Pods (`shoal.dev/compare`, the instances the differ replays to) carry none of the
+  template's labels, so no Service should select them; one that does anyway (a selector on a
+  label they happen to carry) still gets none of them: they serve the differ only;
 - `with_mirror` gives them their own cluster `<namespace>.<service>.differ` (so their
   readiness and drain are confirmed like any pod's) and, while the Deployment compares a
   candidate (ParallelRun, traffic `canary` set, not aborted), adds to the Service's listener a
@@ -27,14 +30,19 @@ from shoal.api.deployment import Deployment
 from shoal.api.service import Service
 
 DIFFER_LABEL = "shoal.dev/differ"  # as shoal.controllers.parallel_run.DIFFER_LABEL
+COMPARE_LABEL = "shoal.dev/compare"  # as shoal.controllers.parallel_run.COMPARE_LABEL
 DIFFER_REVISION = "differ"  # the revision slot of the differ's cluster name
 
 
 def split_differ(
     endpoints: Sequence[PodEndpoint],
 ) -> tuple[list[PodEndpoint], list[PodEndpoint]]:
-    """(live endpoints, differ endpoints)."""
-    live = [e for e in endpoints if DIFFER_LABEL not in e.pod.metadata.labels]
+    """(live endpoints, differ endpoints); comparison Pods are in neither."""
+    live = [
+        e
+        for e in endpoints
+        if DIFFER_LABEL not in e.pod.metadata.labels and COMPARE_LABEL not in e.pod.metadata.labels
+    ]
     differs = [e for e in endpoints if DIFFER_LABEL in e.pod.metadata.labels]
     return live, differs
 

@@ -2,6 +2,8 @@
 
     {
       "listen": "127.0.0.1:7081",                  # where Envoy's differ cluster points
+      "ports": {"admin": "127.0.0.1:7082"},        # more listeners, by app port name: mirrors
+                                                   # received there replay to that port
       "server": "http://127.0.0.1:7070",           # API server; omit to publish nothing
       "namespace": "default",
       "deployment": "web",
@@ -77,6 +79,9 @@ class TargetSpec(ApiModel):
 
 class DifferConfig(ApiModel):
     listen: ListenText = "127.0.0.1:7081"
+    # More listeners, by the name of the app port whose mirrors they receive (a Service whose
+    # targetPort names a second port of the app mirrors to the differ's port of that name).
+    ports: dict[str, ListenText] = Field(default_factory=dict)
     server: str | None = None
     namespace: str = "default"
     deployment: str = Field(min_length=1)

@@ -46,6 +46,10 @@ class MirroredRequest:
     headers: Headers  # names lower-cased; host without the -shadow suffix
     body: bytes
     truncated: bool = False  # the body exceeded the receiver's limit and was not kept
+    # The app port (by name) the mirror came in for: the differ listens once per port of the
+    # app's template, and replays to the same port of the comparison instances. None: the
+    # default port ($PORT).
+    port: str | None = None
 
 
 AdminAnswer = tuple[int, str, bytes]  # status, content type, body
@@ -75,8 +79,9 @@ def _response(status: int, content_type: str, body: bytes, keep_alive: bool) -> 
 class _Receiver(asyncio.Protocol):
     """One client connection (Envoy's pool to the differ cluster, or an admin client)."""
 
-    def __init__(self, server: MirrorServer) -> None:
+    def __init__(self, server: MirrorServer, port_name: str | None) -> None:
         self.server = server
+        self.port_name = port_name
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -129,7 +134,9 @@ class _Receiver(asyncio.Protocol):
             headers = tuple((n, original if n == "host" else v) for n, v in self.headers)
             truncated = self.size > self.server.max_body_bytes
             body = b"" if truncated else b"".join(self.body)
-            self.server.on_mirror(MirroredRequest(method, target, headers, body, truncated))
+            self.server.on_mirror(
+                MirroredRequest(method, target, headers, body, truncated, self.port_name)
+            )
         else:
             status, content_type, answer = self.server.on_admin(method, target)
             self.transport.write(_response(status, content_type, answer, keep_alive))
@@ -147,20 +154,26 @@ class MirrorServer:
         self.on_mirror = on_mirror
         self.on_admin = on_admin
         self.max_body_bytes = max_body_bytes
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, port_name: str | None = None) -> int:
+        """Listen (once per call: one listener per app port); mirrors received here are
+        tagged with `port_name`. Returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Receiver(self), host, port, backlog=512)
-        bound: int = self._server.sockets[0].getsockname()[1]
+        server = await loop.create_server(
+            lambda: _Receiver(self, port_name), host, port, backlog=512
+        )
+        self._servers.append(server)
+        bound: int = server.sockets[0].getsockname()[1]
         return bound
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+                await asyncio.wait_for(server.wait_closed(), 1.0)
 
 
 class _Connection(asyncio.Protocol):

@@ -39,7 +39,7 @@ from shoal.differ.config import DifferConfig, TargetSpec, describe_invalid, pars
 from shoal.differ.http import AdminAnswer, MirrorServer, UpstreamPool
 from shoal.differ.publish import ReportPublisher
 from shoal.differ.replay import Replayer
-from shoal.differ.targets import PodTargetWatcher, Targets
+from shoal.differ.targets import PodTargetWatcher, Target, Targets, describe, parse_address
 
 log = logging.getLogger("shoal.differ")
 CONFIG_POLL_S = 0.5
@@ -81,16 +81,17 @@ class Differ:
             if self.client
             else None
         )
-        self.addresses: dict[str, tuple[tuple[str, int], ...]] = {side: () for side in SIDES}
+        self.addresses: dict[str, tuple[Target, ...]] = {side: () for side in SIDES}
         self.watchers: dict[str, asyncio.Task[None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.ports: dict[str, int] = {}  # extra listeners by app port name (bound ports)
 
     # -- targets ------------------------------------------------------------------------------
-    def _set_side(self, side: str, addresses: tuple[tuple[str, int], ...]) -> None:
+    def _set_side(self, side: str, addresses: tuple[Target, ...]) -> None:
         self.addresses[side] = addresses
         self.replayer.set_targets(Targets(self.addresses["primary"], self.addresses["candidate"]))
-        log.info("%s instances: %s", side, ", ".join(f"{h}:{p}" for h, p in addresses) or "none")
+        log.info("%s instances: %s", side, ", ".join(map(describe, addresses)) or "none")
 
     def _use_targets(self, side: str, spec: TargetSpec) -> None:
         old = self.watchers.pop(side, None)
@@ -135,7 +136,7 @@ class Differ:
             "skipped": status.skipped,
             "diffRate": status.diff_rate,
             "reportWrites": self.publisher.writes if self.publisher else 0,
-            "targets": {side: [f"{h}:{p}" for h, p in self.addresses[side]] for side in SIDES},
+            "targets": {side: [describe(t) for t in self.addresses[side]] for side in SIDES},
         }
 
     def admin(self, method: str, target: str) -> AdminAnswer:
@@ -157,6 +158,9 @@ class Differ:
         self.replayer.start()
         host, port = self.config.listen_address
         self.port = await self.server.start(host, port)
+        for name, listen in sorted(self.config.ports.items()):
+            extra_host, extra_port = parse_address(listen, allow_any_port=True)
+            self.ports[name] = await self.server.start(extra_host, extra_port, name)
         if self.publisher is not None:
             interval = self.config.publish_interval_seconds
             self.tasks.append(asyncio.create_task(self.publisher.run(interval)))
@@ -214,6 +218,8 @@ async def run(config: DifferConfig, config_path: Path | None = None) -> None:
         loop.add_signal_handler(signum, stopping.set)
     port = await differ.start()
     print(f"shoal differ listening on {config.listen_address[0]}:{port}", flush=True)
+    for name, bound in differ.ports.items():
+        log.info("mirrors of port %s on %s:%d", name, config.listen_address[0], bound)
     log.info("report %s/%s, pid %d", config.namespace, config.report_name, os.getpid())
     try:
         await stopping.wait()

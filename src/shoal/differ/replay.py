@@ -6,7 +6,11 @@ the request is dropped and counted (under overload the differ sheds samples; it 
 without bound and never slows Envoy, which got its 202 already). `concurrency` workers take
 requests from the queue; each sends the same bytes to a primary, a second primary and a
 candidate at once (instances taken round-robin; with a single primary instance it answers
-twice, which still exposes per-response randomness), then records the sample.
+twice, which still exposes per-response randomness), then records the sample. So at most
+`concurrency` samples (3 x `concurrency` requests) are ever in flight towards the instances
+and at most `queue_size` wait: the differ's load on them is bounded whatever Envoy sends.
+Each replay goes to the same app port (by name) the mirror came in on (`MirroredRequest.port`);
+an instance without that port makes the sample skipped.
 
 Replays carry `x-shoal-shadow: 1` so that services can skip side effects, keep the original
 Host (Envoy's `-shadow` suffix removed) and drop hop-by-hop headers; Envoy's
@@ -25,7 +29,7 @@ from shoal.differ.aggregate import Aggregator, Sample
 from shoal.differ.compare import Headers
 from shoal.differ.endpoints import endpoint_key
 from shoal.differ.http import MirroredRequest, UpstreamPool, encode_request
-from shoal.differ.targets import Targets
+from shoal.differ.targets import Target, Targets, address_of, all_addresses
 
 SHADOW_HEADER = "x-shoal-shadow"
 _NOT_FORWARDED = frozenset(
@@ -76,7 +80,7 @@ class Replayer:
 
     def set_targets(self, targets: Targets) -> None:
         self.targets = targets
-        self.pool.forget(set(targets.primaries) | set(targets.candidates))
+        self.pool.forget(all_addresses(targets.primaries) | all_addresses(targets.candidates))
 
     def set_methods(self, methods: Iterable[str]) -> None:
         self.methods = frozenset(m.upper() for m in methods)
@@ -111,7 +115,7 @@ class Replayer:
             request = await self.queue.get()
             await self.replay(request)
 
-    def _pick(self) -> tuple[tuple[str, int], tuple[str, int], tuple[str, int]] | None:
+    def _pick(self) -> tuple[Target, Target, Target] | None:
         primaries, candidates = self.targets.primaries, self.targets.candidates
         if not primaries or not candidates:
             return None
@@ -126,7 +130,8 @@ class Replayer:
     async def replay(self, request: MirroredRequest) -> None:
         """Send one request to the three instances and record the sample."""
         picked = self._pick()
-        if picked is None:
+        addresses = [address_of(t, request.port) for t in picked] if picked is not None else []
+        if not addresses or None in addresses:
             self.aggregator.record_skipped()
             return
         data = encode_request(
@@ -134,7 +139,7 @@ class Replayer:
         )
         head = request.method == "HEAD"
         primary, secondary, candidate = await asyncio.gather(
-            *(self.pool.send(address, data, head) for address in picked)
+            *(self.pool.send(address, data, head) for address in addresses if address is not None)
         )
         self.replayed += 1
         self.aggregator.record(

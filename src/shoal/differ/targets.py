@@ -5,9 +5,13 @@ Two sources, chosen per side in the differ's configuration (`shoal.differ.config
 - `addresses: ["127.0.0.1:8001", ...]`: a fixed list. The agent that runs the differ may
   rewrite the configuration file as pods come and go; the differ rereads it (see `main`).
 - `selector: "app=web,pod-template-hash=7d9f8c"`: `PodTargetWatcher` lists and watches Pods
-  by label selector through the API client and keeps the ready, not terminating ones, at
-  `status.hostIP` (default 127.0.0.1) and `status.hostPort` (or `status.hostPorts[portName]`).
+  by label selector through the API client and keeps the ready, not terminating ones as
+  `Instance`s: `status.hostIP` (default 127.0.0.1), `status.hostPort` and every named port of
+  `status.hostPorts`, so a mirror received for the app's port `admin` is replayed to each
+  instance's `admin` port (with `portName`, the old rule: one address per pod, that port).
   Pods on any node are reachable this way, and nobody has to push updates to the differ.
+
+A fixed address serves whatever port a mirror came in for (it names one port already).
 
 Called by `shoal.differ.main`; `pod_address` is pure.
 """
@@ -27,10 +31,52 @@ from shoal.differ.http import Address
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Instance:
+    """One pod to replay to: its host, its default port ($PORT) and its named ports."""
+
+    host: str
+    port: int | None
+    named: tuple[tuple[str, int], ...] = ()
+
+    def address(self, port_name: str | None) -> Address | None:
+        """Where this pod answers on the app port `port_name` (None: the default port)."""
+        if port_name is None:
+            return None if self.port is None else (self.host, self.port)
+        number = dict(self.named).get(port_name)
+        return None if number is None else (self.host, number)
+
+    def addresses(self) -> set[Address]:
+        found = {(self.host, number) for _, number in self.named}
+        return found | ({(self.host, self.port)} if self.port is not None else set())
+
+
+Target = Address | Instance
+
+
+def address_of(target: Target, port_name: str | None) -> Address | None:
+    """The address to replay a mirror of the app port `port_name` to, or None."""
+    return target.address(port_name) if isinstance(target, Instance) else target
+
+
+def all_addresses(targets: tuple[Target, ...]) -> set[Address]:
+    found: set[Address] = set()
+    for target in targets:
+        found |= target.addresses() if isinstance(target, Instance) else {target}
+    return found
+
+
+def describe(target: Target) -> str:
+    if isinstance(target, Instance):
+        named = ",".join(f"{name}={number}" for name, number in target.named)
+        return f"{target.host}:{target.port}" + (f" ({named})" if named else "")
+    return f"{target[0]}:{target[1]}"
+
+
 @dataclass(frozen=True, slots=True)
 class Targets:
-    primaries: tuple[Address, ...] = ()
-    candidates: tuple[Address, ...] = ()
+    primaries: tuple[Target, ...] = ()
+    candidates: tuple[Target, ...] = ()
 
 
 def parse_address(text: str, allow_any_port: bool = False) -> Address:
@@ -53,16 +99,27 @@ def pod_address(pod: Pod, port_name: str | None = None) -> Address | None:
     return (pod.status.host_ip or "127.0.0.1", port)
 
 
+def pod_instance(pod: Pod) -> Instance | None:
+    """A ready pod with all its ports; None while it is not ready, terminating or portless."""
+    if pod.metadata.deletion_timestamp is not None or not pod.status.ready:
+        return None
+    named = tuple(sorted((n, p) for n, p in pod.status.host_ports.items() if n))
+    if pod.status.host_port is None and not named:
+        return None
+    return Instance(pod.status.host_ip or "127.0.0.1", pod.status.host_port, named)
+
+
 class PodTargetWatcher:
-    """Calls `on_change(addresses)` with the sorted addresses of the matching ready pods,
-    each time they change. `run()` lists, then watches, and starts over on any error."""
+    """Calls `on_change(targets)` with the sorted targets of the matching ready pods (an
+    `Instance` each, or with `port_name` the address of that port), each time they change.
+    `run()` lists, then watches, and starts over on any error."""
 
     def __init__(
         self,
         client: AsyncClient,
         namespace: str,
         selector: str,
-        on_change: Callable[[tuple[Address, ...]], None],
+        on_change: Callable[[tuple[Target, ...]], None],
         *,
         port_name: str | None = None,
         retry_s: float = 1.0,
@@ -73,11 +130,14 @@ class PodTargetWatcher:
         self.on_change = on_change
         self.port_name = port_name
         self.retry_s = retry_s
-        self.addresses: tuple[Address, ...] | None = None
+        self.addresses: tuple[Target, ...] | None = None
+
+    def _target(self, pod: Pod) -> Target | None:
+        return pod_address(pod, self.port_name) if self.port_name else pod_instance(pod)
 
     def _emit(self, pods: dict[str, Pod]) -> None:
-        found = (pod_address(pod, self.port_name) for pod in pods.values())
-        addresses = tuple(sorted(a for a in found if a is not None))
+        found = [target for pod in pods.values() if (target := self._target(pod)) is not None]
+        addresses = tuple(sorted(found, key=describe))
         if addresses != self.addresses:
             self.addresses = addresses
             self.on_change(addresses)
