@@ -3,13 +3,18 @@
 - the `envoy` provider gets a version's numbers through the node agent's API
   (`/envoy/stats`), not from Envoy's admin API, which listens on 127.0.0.1 only and so cannot
   be reached when the node is another machine; the agent answers only the named clusters'
-  answer statistics and refuses anything that is not a cluster name.
+  answer statistics and refuses anything that is not a cluster name;
+- `shoal apply --wait` understands a progressive rollout: a canary at `pause: {}` ends the
+  wait with exit 0 and a line saying it waits for `shoal rollout promote`; a failed analysis
+  (Degraded) ends it with a non-zero exit and the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +22,7 @@ import pytest
 from agent_harness import (
     ServerFactory,
     ShoalAgent,
+    ShoalServer,
     app_deployment,
     free_port,
     service,
@@ -83,3 +89,52 @@ def test_the_envoy_provider_reads_numbers_through_the_agent_api(
         assert refused.status_code == 400
     finally:
         assert agent.stop() == 0, agent.log()[-3000:]
+
+
+def failing_template(namespace: str) -> dict[str, Any]:
+    """An analysis that fails at its first measurement (`false` exits 1)."""
+    metric = {
+        "name": "smoke",
+        "interval": "1s",
+        "count": 1,
+        "provider": {"exec": {"command": ["false"]}},
+    }
+    return {
+        "apiVersion": "shoal/v1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": "smoke", "namespace": namespace},
+        "spec": {"metrics": [metric]},
+    }
+
+
+def test_apply_wait_returns_at_a_pause_and_fails_on_a_degraded_rollout(
+    shoal_server: ShoalServer, tmp_path: Path
+) -> None:
+    ns, port = "waits", free_port()
+    steps = [
+        {"setWeight": 50},
+        {"pause": {}},
+        {"analysis": {"templates": [{"templateName": "smoke"}]}},
+    ]
+
+    def manifest(version: str) -> Path:
+        doc = canary("web", steps, version=version, namespace=ns)
+        path = tmp_path / f"web-{version}.json"
+        path.write_text(json.dumps({"kind": "List", "items": [doc]}))
+        return path
+
+    shoal_server.client.apply_all([failing_template(ns), service("web", port, ns)])
+    first = shoal_server.cli("apply", "-f", str(manifest("v1")), "--wait", "--timeout", "60s")
+    assert first.returncode == 0, first.stderr
+    assert 'deployment "web" successfully rolled out' in first.stdout
+    paused = shoal_server.cli("apply", "-f", str(manifest("v2")), "--wait", "--timeout", "60s")
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert (
+        "rollout is paused at step 2/3 (pause), waiting for `shoal rollout promote "
+        "deployment/web`" in paused.stdout
+    ), paused.stdout
+    promoted = shoal_server.cli("rollout", "promote", "deployment/web", "-n", ns)
+    assert promoted.returncode == 0, promoted.stderr
+    degraded = shoal_server.cli("apply", "-f", str(manifest("v2")), "--wait", "--timeout", "60s")
+    assert degraded.returncode != 0, degraded.stdout
+    assert "rollout is Degraded: analysis" in degraded.stderr and "smoke" in degraded.stderr

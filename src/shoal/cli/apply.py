@@ -53,7 +53,12 @@ def apply_command(
         bool, typer.Option("--dry-run", help="Validate and show what would happen; store nothing")
     ] = False,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until the applied Deployments have rolled out")
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until the applied Deployments have rolled out (or, for BlueGreen and "
+            "Canary, are paused waiting for `shoal rollout promote`: exit 0)",
+        ),
     ] = False,
     timeout: TimeoutOption = "5m",
     namespace: NamespaceOption = None,

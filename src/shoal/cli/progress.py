@@ -1,10 +1,18 @@
 """Rollout progress: is a Deployment's rollout done, failing or still moving, and waiting for it.
 
-`rollout_state` is the pure judgement (kubectl's rules: the spec must be observed, every
-replica updated, no old replica left, every updated replica available; the controller's
-ProgressDeadlineExceeded condition is a failure). `wait_for_rollouts` follows Deployments
-through the watch API until each is done, showing a live rich progress bar on a terminal and
-one line per change otherwise. Used by `rollout status` and `apply --wait`.
+`rollout_state` is the pure judgement. RollingUpdate and Recreate follow kubectl's rules: the
+spec must be observed, every replica updated, no old replica left, every updated replica
+available; the controller's ProgressDeadlineExceeded condition is a failure. BlueGreen, Canary
+and ParallelRun are judged by their step machine (`status.rollout`, `progressive_state`):
+Healthy with no version in flight is done; Degraded (aborted, a failed analysis) is a failure
+with its reason; Paused waiting for a person (`pause: {}`, a blue-green preview without
+autoPromotionSeconds, an inconclusive analysis: the controller marks these Progressing=Unknown,
+RolloutPaused) ends the wait successfully with `paused` set and a line saying what it waits
+for, so `apply --wait` in a pipeline returns and the next step can promote; a timed pause or a
+running analysis keeps waiting. `wait_for_rollouts` follows Deployments through the watch API
+until each is done, showing a live rich progress bar on a terminal and one line per change
+otherwise. Used by `apply --wait` and by `rollout status` for RollingUpdate and Recreate (its
+BlueGreen and Canary view is `shoal.cli.rollout_view`, which waits through pauses).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Column
 
-from shoal.api.deployment import Deployment
+from shoal.api.deployment import PROGRESSIVE_TYPES, Deployment
 from shoal.api.meta import find_condition
 from shoal.cli.durations import format_seconds
 from shoal.cli.errors import CommandError
@@ -25,15 +33,18 @@ from shoal.cli.watching import follow_object
 from shoal.client import AsyncClient
 
 PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+ROLLOUT_PAUSED = "RolloutPaused"  # the step machine's Progressing reason while it waits
 
 
 @dataclass(frozen=True, slots=True)
 class RolloutState:
-    """Where a rollout stands; `done` and `failed` are final."""
+    """Where a rollout stands; `done` and `failed` are final. `paused`: done for now, a
+    progressive rollout waits for `shoal rollout promote` (or abort)."""
 
     message: str
     done: bool = False
     failed: bool = False
+    paused: bool = False
     desired: int = 0
     ready: int = 0
 
@@ -59,6 +70,8 @@ def rollout_state(deployment: Deployment | None, name: str) -> RolloutState:
             ready=ready,
         )
     prefix = f'Waiting for deployment "{name}" rollout to finish: '
+    if spec.strategy.type in PROGRESSIVE_TYPES and not spec.paused:
+        return progressive_state(deployment, name)
     if spec.paused:
         message = (
             f'deployment "{name}" is paused (resume it with '
@@ -83,6 +96,83 @@ def rollout_state(deployment: Deployment | None, name: str) -> RolloutState:
             f'deployment "{name}" successfully rolled out', done=True, desired=desired, ready=ready
         )
     return RolloutState(message, desired=desired, ready=ready)
+
+
+def _current_step(deployment: Deployment) -> str:
+    """ " at step N/M (what)" for a canary inside its steps, else ""."""
+    canary = deployment.spec.strategy.canary
+    rollout = deployment.status.rollout
+    if canary is None or rollout is None or rollout.step_index is None:
+        return ""
+    if not 0 <= rollout.step_index < len(canary.steps):
+        return ""
+    step = canary.steps[rollout.step_index]
+    if step.pause is not None:
+        what = "pause"
+    elif step.analysis is not None:
+        what = "analysis " + ",".join(t.template_name for t in step.analysis.templates)
+    else:
+        what = "setWeight" if step.set_weight is not None else "setHeaderRoute"
+    return f" at step {rollout.step_index + 1}/{len(canary.steps)} ({what})"
+
+
+def progressive_state(deployment: Deployment, name: str) -> RolloutState:
+    """Judge a BlueGreen, Canary or ParallelRun rollout from its step machine's state."""
+    status, rollout = deployment.status, deployment.status.rollout
+    desired = deployment.spec.replicas
+    ready = min(status.updated_replicas, status.available_replicas)
+    ref = f"deployment/{name}"
+    if rollout is None:
+        return RolloutState(
+            f'Waiting for deployment "{name}" rollout to finish: waiting for the controller',
+            desired=desired,
+            ready=ready,
+        )
+    if rollout.phase == "Degraded":
+        reason = rollout.abort_reason or rollout.message or "aborted"
+        return RolloutState(
+            f'deployment "{name}" rollout is Degraded: {reason} '
+            f"(`shoal rollout retry {ref}` starts it again)",
+            failed=True,
+            desired=desired,
+            ready=ready,
+        )
+    if (
+        rollout.phase == "Healthy"
+        and rollout.new_hash is None
+        and status.updated_replicas >= desired
+    ):
+        return RolloutState(
+            f'deployment "{name}" successfully rolled out (revision {rollout.stable_hash} '
+            "serves all traffic)",
+            done=True,
+            desired=desired,
+            ready=ready,
+        )
+    progressing = find_condition(status.conditions, "Progressing")
+    waits_for_a_person = (
+        rollout.phase == "Paused"
+        and progressing is not None
+        and progressing.reason == ROLLOUT_PAUSED
+        and progressing.status == "Unknown"
+    )
+    if waits_for_a_person:
+        step = _current_step(deployment)
+        # A plain `pause: {}` says it all; otherwise the controller's message says why.
+        why = "" if step.endswith("(pause)") else f" ({rollout.message})"
+        return RolloutState(
+            f'deployment "{name}" rollout is paused{step}, waiting for `shoal rollout promote '
+            f"{ref}` (`shoal rollout abort {ref}` rolls back){why}",
+            done=True,
+            paused=True,
+            desired=desired,
+            ready=ready,
+        )
+    return RolloutState(
+        f'Waiting for deployment "{name}" rollout to finish: {rollout.message or rollout.phase}',
+        desired=desired,
+        ready=ready,
+    )
 
 
 class _Display:
