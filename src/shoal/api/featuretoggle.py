@@ -37,7 +37,6 @@ NumberOperator = Literal["num_eq", "num_gt", "num_gte", "num_lt", "num_lte"]
 DateOperator = Literal["date_before", "date_after"]
 Operator = Literal[StringOperator, SemverOperator, NumberOperator, DateOperator]
 
-STRING_OPERATORS: frozenset[str] = frozenset(get_args(StringOperator))
 SEMVER_OPERATORS: frozenset[str] = frozenset(get_args(SemverOperator))
 NUMBER_OPERATORS: frozenset[str] = frozenset(get_args(NumberOperator))
 DATE_OPERATORS: frozenset[str] = frozenset(get_args(DateOperator))

@@ -64,9 +64,6 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._elapsed + seconds, self._sequence, future))
         await future
 
-    def pending_sleepers(self) -> int:
-        return sum(1 for _, _, future in self._sleepers if not future.done())
-
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline has passed, in order."""
         target = self._elapsed + seconds

@@ -203,9 +203,6 @@ def diff_report(
     )
 
 
-ROLES = ("primary", "secondary", "candidate")
-
-
 def comparison_pod_name(deployment: str, revision: str, role: str) -> str:
     """`web-compare-5c8f7b-primary`: named by revision, so a new candidate keeps the primaries."""
     return f"{deployment}-compare-{revision}-{role}"

@@ -42,12 +42,6 @@ class ApiMetrics:
             ["kind"],
             registry=self.registry,
         )
-        self.watch_events = Counter(
-            "shoal_api_watch_events_total",
-            "Events sent on watch streams by kind and type",
-            ["kind", "type"],
-            registry=self.registry,
-        )
 
 
 def route_template(scope: Scope) -> str:
