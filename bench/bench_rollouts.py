@@ -2,12 +2,14 @@
 agent, Envoy) and probe-app pods:
 
     .venv/bin/python bench/bench_rollouts.py [--runs 20] [--requests 10000] [--detect-runs 3]
+        [--only switches|weights|detect]
 
 1. Switch latency of promote (blue-green), undo (back to the warm version) and abort (canary
    at 50 %): from the API write of the request to (a) the first answer of the new version on
    a probe connection polling the Service port, i.e. Envoy routes it (an RDS update applies
-   to open connections too), and (b) the rollout status saying every node confirmed it.
-   p50/p99 over `--runs` runs each (goal: p99 < 500 ms to confirmed).
+   to open connections too), and (b) the rollout status saying every node confirmed it (seen
+   on a watch). p50/p99 over `--runs` runs each (goal: p99 < 500 ms to confirmed), and where
+   the time went, stage by stage (switch_stages.py).
 2. Weight accuracy: a canary paused at 1, 5, 20 and 50 %; the share of `--requests` answers
    (keep-alive, no stickiness) that came from the canary.
 3. Time to detect a bad canary (30 % of its answers are 500s) with the envoy success-rate
@@ -39,6 +41,7 @@ from agent_harness import (
     under_load,
     wait_for,
 )
+from switch_stages import Switch, Tracer, breakdown
 
 from shoal.api.analysis import AnalysisRun
 from shoal.api.deployment import Deployment
@@ -122,27 +125,21 @@ def undo(client: Client, namespace: str) -> None:
             continue
 
 
-def confirmed_after(client: Client, namespace: str, version_before: int) -> float:
-    def check() -> bool:
-        rollout = rollout_of(client, namespace)
-        return rollout.traffic.version > version_before and rollout.traffic_confirmed
-
-    wait_for("confirmation", check, interval=0.01)
-    return time.monotonic()
+Measured = tuple[float, Switch]  # (Envoy serves it, the switch's stamps up to confirmed)
 
 
-def measure(client: Client, namespace: str, prober: Prober, wanted: str,
-            request: Callable[[], None]) -> tuple[float, float]:  # fmt: skip
+def measure(client: Client, namespace: str, tracer: Tracer, prober: Prober, *, wanted: str,
+            request: Callable[[], None]) -> Measured:  # fmt: skip
     before = rollout_of(client, namespace).traffic.version
-    began = time.monotonic()
+    began, wall = time.monotonic(), time.time()
     request()
     served = prober.until(lambda v: v == wanted)
-    confirmed = confirmed_after(client, namespace, before)
-    return served - began, confirmed - began
+    return served - began, tracer.switch(wall, before)
 
 
-def blue_green_switches(server: ShoalServer, runs: int) -> dict[str, list[tuple[float, float]]]:
+def blue_green_switches(server: ShoalServer, runs: int) -> dict[str, list[Measured]]:
     client, ns = server.client, "bluegreen"
+    tracer = Tracer(server.url, ns, "web", server.log)
     port, preview = free_port(), free_port()
 
     def doc(version: str) -> dict[str, Any]:
@@ -154,24 +151,27 @@ def blue_green_switches(server: ShoalServer, runs: int) -> dict[str, list[tuple[
     client.apply_all([doc("v0"), service("web", port, ns)])
     wait_for("v0", lambda: rollout_of(client, ns).phase == "Healthy")
     prober = Prober(port)
-    out: dict[str, list[tuple[float, float]]] = {"promote": [], "undo": []}
+    out: dict[str, list[Measured]] = {"promote": [], "undo": []}
     for run in range(1, runs + 1):
         client.apply_all([doc(f"v{run}")])
         wait_for("the preview", lambda: rollout_of(client, ns).phase == "Paused", timeout=60)
-        out["promote"].append(measure(client, ns, prober, f"v{run}",
-                                      lambda: act(client, ns, "promote")))  # fmt: skip
+        out["promote"].append(measure(client, ns, tracer, prober, wanted=f"v{run}",
+                                      request=lambda: act(client, ns, "promote")))  # fmt: skip
         wait_for("healthy", lambda: rollout_of(client, ns).phase == "Healthy")
-        out["undo"].append(measure(client, ns, prober, f"v{run - 1}", lambda: undo(client, ns)))
+        out["undo"].append(measure(client, ns, tracer, prober, wanted=f"v{run - 1}",
+                                   request=lambda: undo(client, ns)))  # fmt: skip
         wait_for("healthy", lambda: rollout_of(client, ns).phase == "Healthy")
         # forward again to the new version (also a switch to a warm one) for the next round
         undo(client, ns)
         wait_for("forward", lambda version=f"v{run}": prober.version() == version)
         wait_for("healthy", lambda: rollout_of(client, ns).phase == "Healthy")
+    tracer.close()
     return out
 
 
-def canary_aborts(server: ShoalServer, runs: int) -> list[tuple[float, float]]:
+def canary_aborts(server: ShoalServer, runs: int) -> list[Measured]:
     client, ns = server.client, "abort"
+    tracer = Tracer(server.url, ns, "web", server.log)
     port = free_port()
     steps = [{"setWeight": 50}, {"pause": {}}]
 
@@ -188,8 +188,8 @@ def canary_aborts(server: ShoalServer, runs: int) -> list[tuple[float, float]]:
     for _ in range(runs):
         wait_for("50 %", lambda: (r := rollout_of(client, ns)).phase == "Paused"
                  and r.traffic_confirmed, timeout=60)  # fmt: skip
-        began = time.monotonic()
         before = rollout_of(client, ns).traffic.version
+        began, wall = time.monotonic(), time.time()
         act(client, ns, "abort")
         # weight 0: no canary answer in 50 consecutive ones (at 50 % that is 2^-50 by chance)
         streak, served = 0, 0.0
@@ -199,9 +199,9 @@ def canary_aborts(server: ShoalServer, runs: int) -> list[tuple[float, float]]:
             else:
                 streak += 1
                 served = served if streak > 1 else time.monotonic()
-        confirmed = confirmed_after(client, ns, before)
-        out.append((served - began, confirmed - began))
+        out.append((served - began, tracer.switch(wall, before)))
         act(client, ns, "retry")
+    tracer.close()
     return out
 
 
@@ -270,41 +270,55 @@ def bad_canary(
     return last - start, degraded - start
 
 
+def switch_latency(server: ShoalServer, runs: int) -> None:
+    switches = blue_green_switches(server, runs)
+    finish(server, "bluegreen")
+    aborts = canary_aborts(server, runs)
+    finish(server, "abort")
+    print(f"switch latency, {runs} runs each (request written -> ...)")
+    for name, values in (*switches.items(), ("abort (canary 50 %)", aborts)):
+        print(summary(f"{name}: Envoy serves it", [v[0] for v in values]))
+        print(summary(f"{name}: all nodes confirmed", [v[1].total for v in values]))
+        print("    stages to confirmed (switch_stages.py):")
+        print("\n".join(breakdown([v[1] for v in values])))
+
+
+def detection(server: ShoalServer, runs: int) -> None:
+    print("bad canary (30 % errors), envoy success-rate analysis, from its start")
+    for interval, limit in ((1.0, 1), (2.0, 2)):
+        bound = interval * limit
+        for run in range(runs):
+            namespace = f"bad-{int(interval)}-{run}"
+            weight0, degraded = bad_canary(server, namespace, interval, limit)
+            print(
+                f"  interval {interval:g}s failureLimit {limit}: weight 0 after "
+                f"{weight0:.2f}s, Degraded after {degraded:.2f}s (interval x "
+                f"failureLimit = {bound:g}s; acceptance bound {bound + 2:g}s)"
+            )
+            finish(server, namespace)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--detect-runs", type=int, default=3)
+    parser.add_argument("--only", choices=("switches", "weights", "detect"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-rollouts-") as tmp:
         server = ShoalServer(Path(tmp))
         server.start()
         try:
-            switches = blue_green_switches(server, args.runs)
-            finish(server, "bluegreen")
-            aborts = canary_aborts(server, args.runs)
-            finish(server, "abort")
-            print(f"switch latency, {args.runs} runs each (request written -> ...)")
-            for name, values in (*switches.items(), ("abort (canary 50 %)", aborts)):
-                print(summary(f"{name}: Envoy serves it", [v[0] for v in values]))
-                print(summary(f"{name}: all nodes confirmed", [v[1] for v in values]))
-            print(f"weight accuracy, {args.requests} requests per weight (no stickiness)")
-            for weight, measured, count in weight_accuracy(server, args.requests):
-                print(f"  weight {weight:>3} %: measured {measured:6.2f} % "
-                      f"(error {measured - weight:+.2f} points, n={count})")  # fmt: skip
-            finish(server, "weights")
-            print("bad canary (30 % errors), envoy success-rate analysis, from its start")
-            for interval, limit in ((1.0, 1), (2.0, 2)):
-                bound = interval * limit
-                for run in range(args.detect_runs):
-                    namespace = f"bad-{int(interval)}-{run}"
-                    weight0, degraded = bad_canary(server, namespace, interval, limit)
-                    print(
-                        f"  interval {interval:g}s failureLimit {limit}: weight 0 after "
-                        f"{weight0:.2f}s, Degraded after {degraded:.2f}s (interval x "
-                        f"failureLimit = {bound:g}s; acceptance bound {bound + 2:g}s)"
-                    )
-                    finish(server, namespace)
+            if args.only in (None, "switches"):
+                switch_latency(server, args.runs)
+            if args.only in (None, "weights"):
+                print(f"weight accuracy, {args.requests} requests per weight (no stickiness)")
+                for weight, measured, count in weight_accuracy(server, args.requests):
+                    print(f"  weight {weight:>3} %: measured {measured:6.2f} % "
+                          f"(error {measured - weight:+.2f} points, n={count})")  # fmt: skip
+                finish(server, "weights")
+            if args.only in (None, "detect"):
+                detection(server, args.detect_runs)
         finally:
             server.close()
             code = server.stop()
