@@ -247,3 +247,38 @@ async def test_promote_through_the_action_annotation(api: AsyncClient) -> None:
             await api.update(current)
             break
     await eventually(healthy, "promoted after promote")
+
+
+async def test_finished_analysis_runs_beyond_the_history_limit_are_deleted(
+    api: AsyncClient,
+) -> None:
+    await api.create(exec_template("smoke", 0))
+    await api.create(canary("v1", "smoke", analysisRunHistoryLimit=2))
+
+    async def healthy_at(version: str) -> bool:
+        d = await api.get(Deployment, "web")
+        rollout = d.status.rollout
+        return (
+            rollout is not None
+            and rollout.phase == "Healthy"
+            and rollout.new_hash is None
+            and d.spec.template.spec.command[1] == version
+            and d.status.observed_generation >= (d.metadata.generation or 0)
+        )
+
+    await eventually(lambda: healthy_at("v1"), "v1 healthy")
+    created: list[str] = []
+    for version in ("v2", "v3", "v4", "v5"):
+        await update_template(api, version)
+        await eventually(lambda v=version: healthy_at(v), f"{version} promoted")  # type: ignore[misc]
+        created += [r.metadata.name for r in (await api.list(AnalysisRun, "default")).items]
+
+    async def pruned() -> bool:
+        return len((await api.list(AnalysisRun, "default")).items) == 2
+
+    await eventually(pruned, "two runs left")
+    runs = (await api.list(AnalysisRun, "default")).items
+    assert len(set(created)) == 4, created  # every rollout had its run
+    newest = sorted(set(created), key=created.index)[-2:]
+    assert sorted(r.metadata.name for r in runs) == sorted(newest)
+    assert all(r.status.phase == "Successful" for r in runs)

@@ -13,6 +13,7 @@ the controller keeps in `Deployment.status.rollout`.
         stickiness: {header: x-user-id}   # or {cookie: session}
         autoRollback: false               # true: a failed analysis also reverts the spec
         scaleDownDelaySeconds: 30         # the old version stays warm after promotion
+        analysisRunHistoryLimit: 5        # finished AnalysisRuns kept (older ones are deleted)
 
       type: BlueGreen
       blueGreen:
@@ -22,6 +23,7 @@ the controller keeps in `Deployment.status.rollout`.
         postPromotionAnalysis: {templates: [{templateName: success-rate}]}
         scaleDownDelaySeconds: 30         # the old version stays warm (instant undo)
         autoRollback: false
+        analysisRunHistoryLimit: 5
 
 Rejected with field paths: a weight outside 0..100, a step after `setWeight: 100`, a step with
 no or several actions, stickiness with both or neither of header and cookie. That analysis
@@ -50,6 +52,8 @@ RolloutPhase = Literal["Progressing", "Paused", "Degraded", "Healthy"]
 #: Annotation carrying a user's request to the rollout controller: "<verb> <unique stamp>".
 ACTION_ANNOTATION = "rollout.shoal.dev/action"
 ACTIONS = ("promote", "promote-full", "abort", "retry")
+# Finished AnalysisRuns kept per Deployment; at least 1: the newest holds the current verdict.
+ANALYSIS_RUN_HISTORY = 5
 _ARG_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9_]*$")
 
 
@@ -164,6 +168,7 @@ class CanarySettings(ApiModel):
     stickiness: Stickiness | None = None
     auto_rollback: bool = False
     scale_down_delay_seconds: float = Field(default=30.0, ge=0, le=86_400)
+    analysis_run_history_limit: int = Field(default=ANALYSIS_RUN_HISTORY, ge=1, le=1000)
 
     @field_validator("steps")
     @classmethod
@@ -192,6 +197,7 @@ class BlueGreenSettings(ApiModel):
     post_promotion_analysis: AnalysisRef | None = None
     scale_down_delay_seconds: float = Field(default=30.0, ge=0, le=86_400)
     auto_rollback: bool = False
+    analysis_run_history_limit: int = Field(default=ANALYSIS_RUN_HISTORY, ge=1, le=1000)
 
     def analysis_refs(self) -> list[tuple[str, AnalysisRef]]:
         refs = []

@@ -8,6 +8,11 @@ due time. The owning Deployment is woken by the manager on every run change and 
 verdict. The pure parts are in `shoal.analysis.run`; the providers in
 `shoal.analysis.providers`.
 
+History: when a run finishes, the finished runs of its Deployment beyond the newest
+`analysisRunHistoryLimit` (canary or blueGreen settings, default 5) are deleted through the
+API (`runs_to_prune`, pure). A run still measuring is never deleted, nor the one the rollout
+names as its current step's (`status.rollout.analysisRun`), whose verdict it reads.
+
 What an `envoy` metric measures: the clusters `<namespace>.<service>.<hash>` of every Service
 that routes to the Deployment (or the one named by the metric), with `hash` the canary's or
 the stable version's pod-template-hash from the run's arguments, on every routing node's
@@ -18,6 +23,7 @@ its agent, and the embedded one the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -34,7 +40,7 @@ from shoal.api.analysis import (
 )
 from shoal.api.deployment import Deployment
 from shoal.api.errors import NotFound
-from shoal.api.rollout import selector_matches
+from shoal.api.rollout import ANALYSIS_RUN_HISTORY, selector_matches
 from shoal.api.service import Service
 from shoal.controllers.context import ControllerContext
 from shoal.controllers.queue import Key
@@ -91,10 +97,32 @@ class AnalysisExecutor:
         ctx.analysis_runs.remember(written)
         if self.on_written is not None:
             self.on_written(written)
-        if status.finished_at is not None or not due_times:
+        if status.finished_at is not None:
+            await self._prune(written)
+            return None
+        if not due_times:
             return None
         wait = (min(due_times) - ctx.clock.now()).total_seconds()
         return Result(requeue_after=max(wait, 0.0))
+
+    async def _prune(self, finished: AnalysisRun) -> None:
+        """Delete the Deployment's finished runs beyond its history limit."""
+        ctx = self.context
+        ref = finished.metadata.controller_ref()
+        namespace = finished.metadata.namespace or "default"
+        if ref is None or ref.kind != "Deployment":
+            return
+        deployment = ctx.deployments.get(namespace, ref.name)
+        if deployment is None or deployment.metadata.uid != ref.uid:
+            return
+        rollout = deployment.status.rollout
+        current = {rollout.analysis_run} if rollout is not None and rollout.analysis_run else set()
+        runs = ctx.analysis_runs.owned_by(ref.uid)
+        for run in runs_to_prune(runs, history_limit(deployment), current):
+            with contextlib.suppress(NotFound):  # someone else deleted it first
+                await ctx.client.delete(AnalysisRun, run.metadata.name, namespace)
+            ctx.analysis_runs.deleted(run)
+            log.info("deleted AnalysisRun %s/%s (history limit)", namespace, run.metadata.name)
 
     async def _measure(
         self, run: AnalysisRun, metric: Metric, result: MetricResult | None
@@ -143,6 +171,25 @@ def services_of(deployment: Deployment, services: list[Service]) -> list[str]:
         if s.metadata.namespace == deployment.metadata.namespace
         and selector_matches(s.spec.selector, labels)
     )
+
+
+def history_limit(deployment: Deployment) -> int:
+    """How many finished AnalysisRuns the Deployment keeps (its strategy's setting)."""
+    strategy = deployment.spec.strategy
+    settings = strategy.canary or strategy.blue_green
+    return settings.analysis_run_history_limit if settings is not None else ANALYSIS_RUN_HISTORY
+
+
+def runs_to_prune(runs: list[AnalysisRun], limit: int, keep: set[str]) -> list[AnalysisRun]:
+    """The finished runs older than the newest `limit` finished ones, never a running one nor
+    one named in `keep`. Newest by creation time (name breaks ties)."""
+
+    def created(run: AnalysisRun) -> tuple[float, str]:
+        stamp = run.metadata.creation_timestamp
+        return (stamp.timestamp() if stamp is not None else 0.0, run.metadata.name)
+
+    finished = sorted((run for run in runs if run.done), key=created, reverse=True)
+    return [run for run in finished[max(limit, 1) :] if run.metadata.name not in keep]
 
 
 def _replace(status: AnalysisRunStatus, result: MetricResult) -> None:
