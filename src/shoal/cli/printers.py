@@ -1,7 +1,9 @@
 """Table columns per kind for `shoal get` (and `shoal events`), kubectl-like.
 
 Each printer turns one object into its cells; `wide` adds columns (`-o wide`). Kinds without
-a printer (feature kinds such as FeatureToggle) get NAME and AGE. Pure functions: `now` is a
+a printer (feature kinds such as FeatureToggle) get NAME and AGE. AnalysisRuns show their
+verdict, Deployment, judged revision, step and a summary per metric (`success-rate 3/3 ok`);
+DiffReports their tallies. Pure functions: `now` is a
 parameter so that ages are testable.
 """
 
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shoal.api.analysis import AnalysisRun, AnalysisTemplate, Metric, MetricResult
 from shoal.api.deployment import REVISION_ANNOTATION, Deployment
+from shoal.api.diffreport import DiffReport
 from shoal.api.event import Event
 from shoal.api.meta import Resource, find_condition
 from shoal.api.node import Node
@@ -20,7 +24,7 @@ from shoal.api.pod import Pod
 from shoal.api.replicaset import ReplicaSet
 from shoal.api.selectors import LabelSelector
 from shoal.api.service import Service
-from shoal.cli.durations import format_age
+from shoal.cli.durations import format_age, format_seconds
 
 NONE = "<none>"
 Cells = list[str]
@@ -154,6 +158,112 @@ def _event_cells(event: Event, now: datetime) -> tuple[Cells, Cells]:
     )
 
 
+_METRIC_WORDS = {
+    "Running": "running",
+    "Successful": "ok",
+    "Failed": "failed",
+    "Inconclusive": "inconclusive",
+    "Error": "error",
+}
+
+
+def metric_summary(metric: Metric, result: MetricResult | None) -> str:
+    """`success-rate 3/3 ok`: measurements taken of those planned, and the metric's verdict
+    (with the failed, inconclusive and error counts when there are any)."""
+    if result is None:
+        return f"{metric.name} 0/{metric.count} pending"
+    bad = [
+        f"{count} {word}"
+        for count, word in (
+            (result.failed, "failed"),
+            (result.inconclusive, "inconclusive"),
+            (result.error, "errors"),
+        )
+        if count
+    ]
+    word = _METRIC_WORDS.get(result.phase, result.phase.lower())
+    detail = f" ({', '.join(bad)})" if bad and result.phase == "Running" else ""
+    return f"{metric.name} {result.count}/{metric.count} {word}{detail}"
+
+
+def run_step(run: AnalysisRun) -> str:
+    """Which rollout step the run judges, from its name `<deployment>-<hash>-<step>[-<try>]`
+    (canary: the step's number; blue-green: pre or post promotion)."""
+    args = run.spec.arg_values()
+    prefix = f"{args.get('deployment', '')}-{args.get('canary-hash', '')}-"
+    if not run.metadata.name.startswith(prefix):
+        return NONE
+    step, _, attempt = run.metadata.name.removeprefix(prefix).partition("-")
+    step = {"pre": "pre-promotion", "post": "post-promotion"}.get(step, step)
+    return f"{step} (retry {attempt})" if attempt else step
+
+
+def _analysisrun_cells(run: AnalysisRun, now: datetime) -> tuple[Cells, Cells]:
+    args, status = run.spec.arg_values(), run.status
+    metrics = ", ".join(metric_summary(m, status.result_of(m.name)) for m in run.spec.metrics)
+    took = NONE
+    if status.started_at is not None:
+        took = format_seconds(((status.finished_at or now) - status.started_at).total_seconds())
+    last = [
+        f"{r.name}={r.measurements[-1].value or r.measurements[-1].message or ''}"
+        for r in status.metric_results
+        if r.measurements
+    ]
+    return (
+        [
+            run.metadata.name,
+            status.phase,
+            args.get("deployment", NONE),
+            args.get("canary-hash") or NONE,
+            run_step(run),
+            metrics,
+            format_age(run.metadata.creation_timestamp, now),
+        ],
+        [took, "; ".join(last) or NONE, status.message or NONE],
+    )
+
+
+def _template_cells(template: AnalysisTemplate, now: datetime) -> tuple[Cells, Cells]:
+    def provider(metric: Metric) -> str:
+        given = metric.provider
+        if given.envoy is not None:
+            return f"envoy {given.envoy.metric}"
+        return "web" if given.web is not None else "exec"
+
+    metrics = ", ".join(f"{m.name} ({provider(m)})" for m in template.spec.metrics)
+    conditions = "; ".join(
+        f"{m.name}: {m.success_condition or '-'} / {m.failure_condition or '-'}"
+        for m in template.spec.metrics
+    )
+    return (
+        [template.metadata.name, metrics, format_age(template.metadata.creation_timestamp, now)],
+        [conditions],
+    )
+
+
+def _diffreport_cells(report: DiffReport, now: datetime) -> tuple[Cells, Cells]:
+    spec, status = report.spec, report.status
+    top = status.top_fields(1)
+    return (
+        [
+            report.metadata.name,
+            spec.deployment,
+            spec.candidate_revision or NONE,
+            str(status.compared),
+            str(status.differing),
+            f"{100 * status.diff_rate:.2f}%",
+            format_age(report.metadata.creation_timestamp, now),
+        ],
+        [
+            spec.primary_revision or NONE,
+            str(status.noisy),
+            str(status.errors + status.candidate_errors),
+            str(status.dropped),
+            f"{top[0][0]} {top[0][1].path} ({top[0][1].count})" if top else NONE,
+        ],
+    )
+
+
 def _generic_cells(obj: Resource, now: datetime) -> tuple[Cells, Cells]:
     return [obj.metadata.name, format_age(obj.metadata.creation_timestamp, now)], []
 
@@ -181,6 +291,17 @@ PRINTERS: dict[str, Printer] = {
         ("SOURCE", "COUNT"),
         _event_cells,
         _event_sort_key,
+    ),
+    "AnalysisRun": Printer(
+        ("NAME", "PHASE", "DEPLOYMENT", "REVISION", "STEP", "METRICS", "AGE"),
+        ("DURATION", "LAST", "MESSAGE"),
+        _analysisrun_cells,
+    ),
+    "AnalysisTemplate": Printer(("NAME", "METRICS", "AGE"), ("CONDITIONS",), _template_cells),
+    "DiffReport": Printer(
+        ("NAME", "DEPLOYMENT", "CANDIDATE", "COMPARED", "DIFFERING", "DIFF-RATE", "AGE"),
+        ("PRIMARY", "NOISY", "ERRORS", "DROPPED", "TOP-FIELD"),
+        _diffreport_cells,
     ),
 }
 GENERIC = Printer(("NAME", "AGE"), (), _generic_cells)
