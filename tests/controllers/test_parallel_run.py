@@ -5,6 +5,7 @@ configuration from the Pod's environment."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -19,6 +20,7 @@ from shoal.api.selectors import LabelSelector, parse_selector
 from shoal.api.service import Service
 from shoal.controllers.parallel_run import (
     BACKGROUND_NICE,
+    BACKGROUND_WRAPPER,
     COMPARE_LABEL,
     COMPARE_ROLE_LABEL,
     DIFFER_LABEL,
@@ -180,8 +182,8 @@ def test_comparison_pods_run_both_versions_apart_from_live_traffic_at_low_priori
         "web-compare-new-candidate",
     ]
     primary, _, candidate = pods
-    assert primary.spec.command == ["nice", "-n", str(BACKGROUND_NICE), "app-v1"]
-    assert candidate.spec.command == ["nice", "-n", str(BACKGROUND_NICE), "app", "--serve"]
+    assert primary.spec.command == [*BACKGROUND_WRAPPER, "app-v1"]
+    assert candidate.spec.command == [*BACKGROUND_WRAPPER, "app", "--serve"]
     assert candidate.metadata.labels == {
         COMPARE_LABEL: "web",
         COMPARE_ROLE_LABEL: "candidate",
@@ -219,3 +221,24 @@ def test_the_wanted_pods_follow_the_run_and_wait_for_the_primarys_template() -> 
     assert len(names) == 4 and "web-compare-old-secondary" in names
     assert wanted_pods(deployment(stable_hash="old", new_hash="new", aborted=True), None) == []
     assert all(isinstance(p, Pod) for p in wanted_pods(d, None))
+
+
+def test_the_background_wrapper_lowers_the_process_and_its_session_then_runs_the_command() -> None:
+    probe = (
+        "import os, pathlib, sys; group = pathlib.Path('/proc/self/autogroup'); "
+        "print(os.nice(0), group.read_text().split()[-1] if group.exists() else 'none', "
+        "sys.argv[1:])"
+    )
+    # A session of its own, as the agent starts every pod (each session is an autogroup).
+    done = subprocess.run(
+        [*BACKGROUND_WRAPPER, sys.executable, "-c", probe, "a b", "c"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
+        check=True,
+    )
+    niceness, group, args = done.stdout.split(" ", 2)
+    assert int(niceness) == BACKGROUND_NICE
+    assert group in ("none", str(BACKGROUND_NICE))  # "none": a kernel without autogroups
+    assert args.strip() == "['a b', 'c']"  # arguments pass through untouched

@@ -4,6 +4,9 @@ file reloads; a last publish on stop."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -155,3 +158,18 @@ def test_shoal_differ_forwards_to_the_differs_own_flags() -> None:
     assert "--primary-selector" in result.output and "--ignore-field" in result.output
     bad = CliRunner().invoke(shoal_cli, ["differ", "--deployment=web", "--primary=h:1"])
     assert bad.exit_code == 2
+
+
+def test_lower_priority_lowers_the_process_and_its_autogroup(tmp_path: Path) -> None:
+    # In a child process: niceness cannot be raised back, and this test must not slow pytest.
+    group = tmp_path / "autogroup"
+    code = (
+        "import os, pathlib, sys; from shoal.differ.main import lower_priority; "
+        f"lower_priority(7, pathlib.Path({str(group)!r})); lower_priority(0); print(os.nice(0))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    start = os.nice(0)
+    assert int(done.stdout) == min(19, start + 7)
+    assert group.read_text() == f"{min(19, start + 7)}\n"

@@ -17,11 +17,15 @@ They carry only `shoal.dev/compare: <deployment>`, their role and `pod-template-
 of the template's labels, so no Service selects them (no live request, no Envoy cluster) and
 no ReplicaSet counts them. Their command runs under `nice -n 19`: on a busy node the live pods
 get the CPU first, and a comparison that cannot keep up loses samples (the differ's bounded
-queue drops and counts them) instead of slowing live answers. Why `nice` in the command rather
-than a field the agent applies: it needs nothing from the node but POSIX `nice` (present in
-the sandbox too, which binds /usr), is inherited by every child of the app, and shows in
-`shoal get pod -o yaml`. The niceness weighs against the processes of the same CPU cgroup; a
-pod with a CPU limit in a sandbox has a cgroup of its own, which the limit bounds instead.
+queue drops and counts them) instead of slowing live answers. Niceness alone is not enough on
+Linux: with autogroup scheduling (the default on desktop and many server kernels) every session
+is a scheduling group of equal weight, and every pod starts a session of its own, so the
+wrapper (`BACKGROUND_WRAPPER`, plain `sh`) also sets its session's autogroup niceness (where
+`/proc/self/autogroup` exists) before it execs `nice -n 19 <command>`. Why a wrapper rather
+than a field the agent applies: it needs nothing from the node but POSIX `sh` and `nice`
+(present in the sandbox too, which binds /usr), is inherited by every child of the app, and
+shows in `shoal get pod -o yaml`. The niceness weighs against the processes of the same CPU
+cgroup; a pod with a CPU limit in a sandbox has a cgroup of its own, bounded by the limit.
 Fixed port numbers of the template are dropped (a second process cannot bind them beside the
 live pod on the same node); the app must listen on `$PORT` / `$PORT_<NAME>`, as shoal pods do.
 
@@ -86,6 +90,14 @@ COMPARE_ROLE_LABEL = "shoal.dev/compare-role"
 BACKGROUND_NICE = 19
 #: The differ Pod's replay bounds: samples in flight (x3 requests) and samples waiting; more
 #: is dropped and counted. A comparison needs hundreds of samples, not every request.
+#: The command prefix of a comparison Pod: lower the session's autogroup, then the process.
+BACKGROUND_WRAPPER = [
+    "sh",
+    "-c",
+    f"{{ echo {BACKGROUND_NICE} > /proc/self/autogroup; }} 2>/dev/null; "
+    f'exec nice -n {BACKGROUND_NICE} "$@"',
+    "shoal-compare",  # $0 of the script
+]
 REPLAY_CONCURRENCY = 4
 REPLAY_QUEUE = 16
 
@@ -212,10 +224,10 @@ def comparison_pod(
     deployment: Deployment, template: PodTemplateSpec, revision: str, role: str
 ) -> Pod:
     """A comparison instance of `template` (pure): no template label (no Service, no
-    ReplicaSet selects it), allocated ports, the command under `nice`."""
+    ReplicaSet selects it), allocated ports, the command under `BACKGROUND_WRAPPER`."""
     meta = deployment.metadata
     spec = template.spec.model_copy(deep=True)
-    spec.command = ["nice", "-n", str(BACKGROUND_NICE), *spec.command]
+    spec.command = [*BACKGROUND_WRAPPER, *spec.command]
     spec.ports = [ContainerPort(name=port.name) for port in spec.ports]
     return Pod(
         kind="Pod",

@@ -6,8 +6,10 @@ Wires the receiver (`http.MirrorServer`), the `replay.Replayer` with its bounded
 when a server is configured, the `publish.ReportPublisher`. Prints one line
 `shoal differ listening on HOST:PORT` once it accepts mirrors (a parent that passed port 0
 reads the port there). SIGTERM/SIGINT: stop accepting, publish a last time, exit 0. The process
-lowers its CPU priority (`nice`, default +10): comparing is background work, the services
-whose requests it copies come first.
+lowers its CPU priority (`nice`, default +10; a differ Pod +19): comparing is background work,
+the services whose requests it copies come first. `lower_priority` also sets the niceness of
+the process's autogroup: with Linux autogroup scheduling each session is a group of equal
+weight and a pod is a session of its own, so `nice` alone would only weigh within the differ.
 
 Admin API on the same port (any Host not ending in `-shadow`): `GET /healthz` → ok,
 `GET /stats` → counters and targets as JSON, `GET /report` → the DiffReport status as JSON.
@@ -227,6 +229,17 @@ async def run(config: DifferConfig, config_path: Path | None = None) -> None:
         await differ.stop()
 
 
+def lower_priority(increment: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
+    """Add `increment` to the process's niceness and set its session's autogroup niceness to
+    the result (where the kernel has autogroups; a failure there is harmless: nice still
+    applies within the group)."""
+    if increment <= 0:
+        return
+    niceness = os.nice(increment)
+    with contextlib.suppress(OSError):
+        autogroup.write_text(f"{niceness}\n")
+
+
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
@@ -237,8 +250,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, config_path = parse_arguments(argv)
-    if config.nice:
-        os.nice(config.nice)
+    lower_priority(config.nice)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s differ %(message)s"
     )

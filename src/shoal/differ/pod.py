@@ -66,8 +66,7 @@ def main() -> None:
     except ValueError as error:
         print(f"shoal differ pod: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    if config.nice:
-        os.nice(config.nice)
+    differ_main.lower_priority(config.nice)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s differ %(message)s"
     )
