@@ -5,6 +5,7 @@ requests, and a failed apply is retried."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -175,3 +176,35 @@ async def test_listeners_envoy_already_holds_are_kept_though_their_port_is_taken
     stop.set()
     await asyncio.wait_for(task, 5)
     assert [listener.port for listener in sink.tables[-1].listeners] == [8080]
+
+
+async def second_change_applied(envoy_has_first: bool) -> bool:
+    """Sync once, change something, and say whether the change reached the sink within 0.5 s
+    while the burst interval is 30 s."""
+    sink, source = SlowSink(), Source()
+    if envoy_has_first:
+        sink.tables.append(table({})[0])  # so the first sync changes nothing
+    dataplane = DataPlane(sink, source, min_interval=30.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(dataplane.run(stop))
+    try:
+        dataplane.invalidate()
+        await eventually(lambda: dataplane.syncs == 1)
+        source.endpoints = {"a": (20001, False)}
+        dataplane.invalidate()
+        with contextlib.suppress(AssertionError, TimeoutError):
+            await eventually(lambda: dataplane.syncs == 2, seconds=0.5)
+        return any(t.clusters[0].endpoints for t in sink.tables)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_change_right_after_a_sync_that_changed_envoy_waits_for_the_burst() -> None:
+    assert not await second_change_applied(envoy_has_first=False)
+
+
+async def test_a_change_after_a_sync_that_changed_nothing_is_not_held_back() -> None:
+    """A no-op sync (a status write that moves no route, like the promote annotation just
+    before its switch) must not delay the next change: it was most of a switch's latency."""
+    assert await second_change_applied(envoy_has_first=True)

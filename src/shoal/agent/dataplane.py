@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 RoutingSource = Callable[[], tuple[RoutingTable, Membership]]
 MAX_RETRY_SECONDS = 5.0
-MIN_SYNC_INTERVAL = 0.05  # seconds between the starts of two syncs
+MIN_SYNC_INTERVAL = 0.05  # seconds from the start of a sync that changed Envoy to the next
 
 
 class DataPlane:
@@ -51,11 +51,13 @@ class DataPlane:
         source: RoutingSource,
         port_probe: Callable[[str, int], bool] | None = None,
         held: Iterable[tuple[str, int]] = (),
+        min_interval: float = MIN_SYNC_INTERVAL,
     ) -> None:
         """`port_probe` (the real agent passes `can_listen`) tests new listeners' ports;
         `held`: the listener addresses Envoy holds already (an adopted Envoy's own ports are
         not "taken": leaving them out would withdraw a serving Service)."""
         self.sink = sink
+        self.min_interval = min_interval
         self.source = source
         self.port_probe = port_probe
         self.on_ports_taken: Callable[[dict[str, int]], None] = lambda _taken: None
@@ -78,7 +80,7 @@ class DataPlane:
     async def run(self, stop: asyncio.Event) -> None:
         """Apply the latest table until `stop`; failed applies are retried with backoff."""
         backoff = 0.05
-        last_sync = -MIN_SYNC_INTERVAL
+        last_change = -self.min_interval  # start of the last sync that changed Envoy's config
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while True:
@@ -87,13 +89,23 @@ class DataPlane:
                 waiter.cancel()
                 if stop.is_set():
                     return
-                # A change right after a sync (a burst: 200 pods getting ready) waits a little,
-                # so that one table carries many changes; a lone change goes at once.
-                await asyncio.sleep(max(0.0, last_sync + MIN_SYNC_INTERVAL - time.monotonic()))
-                last_sync = time.monotonic()
+                # A change right after a sync that changed Envoy (a burst: 200 pods getting
+                # ready) waits a little, so that one table carries many changes; a lone change
+                # goes at once. A sync that changed nothing (a Deployment's status write that
+                # moves no route, e.g. the promote annotation just before its traffic switch)
+                # does not hold the next one back: that wait was most of a switch's latency.
+                hold = last_change + self.min_interval - time.monotonic()
+                if hold > 0:
+                    await asyncio.wait({stopper}, timeout=hold)
+                    if stop.is_set():
+                        return
+                started = time.monotonic()
                 self._dirty.clear()
-                if await self._sync():
+                applied = await self._sync()
+                if applied is not None:
                     backoff = 0.05
+                    if not applied.is_empty():
+                        last_change = started
                     continue
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_RETRY_SECONDS)
@@ -101,7 +113,8 @@ class DataPlane:
         finally:
             stopper.cancel()
 
-    async def _sync(self) -> bool:
+    async def _sync(self) -> AppliedVersions | None:
+        """Compute and apply the table: what changed in Envoy, None when the apply failed."""
         requested = self._requested
         table, membership = self.desired = self.source()
         if self.port_probe is not None:
@@ -109,7 +122,7 @@ class DataPlane:
             if taken:
                 self.on_ports_taken(taken)
         try:
-            await self.sink.apply(table)
+            applied = await self.sink.apply(table)
         except (EnvoyConfirmError, OSError, ValueError) as error:
             self.last_error = str(error)
         except Exception as error:  # admin API unreachable while Envoy restarts
@@ -123,9 +136,9 @@ class DataPlane:
                 self._confirmed_request = requested
                 self._changed.notify_all()
             self.on_confirmed()
-            return True
+            return applied
         log.warning("envoy config not applied: %s", self.last_error)
-        return False
+        return None
 
     async def _wait(self, predicate: Callable[[], bool], seconds: float) -> bool:
         async with self._changed:
