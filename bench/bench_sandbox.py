@@ -3,9 +3,10 @@
 Driver level (the agent runner's apply -> ready path adds the same constant to both):
   1. start latency: driver.start() -> the pod's HTTP port answers, p50 over N pods (default 20),
      sandbox vs none (goal: sandbox adds < 50 ms);
-  2. overhead: requests/s of the pod's tiny HTTP app (stdlib, HTTP/1.1 keep-alive), median of
-     alternating rounds, sandbox vs none, with `wrk` when installed (else a Python client, which
-     is then the bottleneck and the ratio says less) (goal >= 0.95x).
+  2. overhead: requests/s of the pod's tiny HTTP app (stdlib, HTTP/1.1 keep-alive), sandbox vs
+     none, the pods side by side and pinned alike, loaded in interleaved A B B A rounds by one
+     pinned load generator (wrk, else bench/loadgen), with a none-vs-none control; also requests
+     per CPU-second of the app (bench/sandbox_throughput.py has the method) (goal >= 0.95x).
 Through the whole system (a real `shoal server`: API, scheduler, embedded agent, Envoy; the e2e
 harness in tests/e2e starts it and stops it by pid):
   3. apply -> ready: a bare Pod of the probe app applied through the API until its status says
@@ -17,8 +18,9 @@ harness in tests/e2e starts it and stops it by pid):
      median of per-window ratios (goal < 1.2x). The control tells what the OOM kills cost from
      what the CPU they use costs on a busy machine.
 Needs root, bubblewrap and cgroups. Every pod is stopped by the driver before the next starts.
-Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 3] [--rounds 3]
-[--pairs 8] [--parts driver,system,neighbour]`.
+Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 1] [--rounds 10]
+[--app-cpus 0] [--load-cpus 1] [--pairs 8] [--parts driver,system,neighbour]
+[--driver-parts start,throughput]`.
 Other load on the machine shows in both columns; the load average is printed.
 """
 
@@ -27,11 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from sandbox_throughput import throughput
 
 from shoal.agent.drivers.base import Driver, ProcessSpec, TaskHandle
 from shoal.agent.drivers.process import ProcessDriver
@@ -120,66 +120,6 @@ async def start_latency(
             seconds[label].append(took)
             await driver.stop(handle, 5)
     return seconds
-
-
-def wrk_rps(port: int, seconds: int, connections: int) -> float:
-    done = subprocess.run(
-        [
-            "wrk",
-            f"-t{min(2, connections)}",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            f"http://127.0.0.1:{port}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=True,
-    )
-    found = re.search(r"Requests/sec:\s+([\d.]+)", done.stdout)
-    if found is None:
-        raise RuntimeError(done.stdout)
-    return float(found.group(1))
-
-
-async def python_rps(port: int, seconds: int) -> float:
-    count = 0
-    deadline = time.perf_counter() + seconds
-
-    async def client() -> None:
-        nonlocal count
-        async with httpx.AsyncClient() as http:
-            while time.perf_counter() < deadline:
-                await http.get(f"http://127.0.0.1:{port}/")
-                count += 1
-
-    await asyncio.gather(*(client() for _ in range(8)))
-    return count / seconds
-
-
-async def throughput(
-    drivers: dict[str, Driver], root: Path, seconds: int, rounds: int, connections: int
-) -> dict[str, float]:
-    """Median requests/s per driver over alternating rounds (one pod per driver)."""
-    handles: dict[str, tuple[Driver, TaskHandle, int]] = {}
-    measured: dict[str, list[float]] = {label: [] for label in drivers}
-    try:
-        for label, driver in drivers.items():
-            spec = pod(root, f"{label}-rps", free_port())
-            assert spec.primary_port is not None
-            handle, _ = await start_ready(driver, spec)
-            handles[label] = (driver, handle, spec.primary_port)
-        for _ in range(rounds):
-            for label, (_, _, port) in handles.items():
-                if shutil.which("wrk"):
-                    rps = await asyncio.to_thread(wrk_rps, port, seconds, connections)
-                    measured[label].append(rps)
-                else:
-                    measured[label].append(await python_rps(port, seconds))
-    finally:
-        for driver, handle, _ in handles.values():
-            await driver.stop(handle, 5)
-    return {label: statistics.median(values) for label, values in measured.items()}
 
 
 def ms(values: list[float], quantile: float) -> float:
@@ -301,22 +241,36 @@ async def driver_figures(options: argparse.Namespace, why: str) -> None:
     try:
         print(f"sandbox: {why}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         drivers: dict[str, Driver] = {"none": plain, "sandbox": sandbox}
-        starts = await start_latency(drivers, root, options.pods)
-        none_start, sandbox_start = starts["none"], starts["sandbox"]
-        added = statistics.median(sandbox_start) - statistics.median(none_start)
-        print(
-            f"driver start -> port answering, {options.pods} pods: "
-            f"none p50 {ms(none_start, 0.5):.1f} ms p90 {ms(none_start, 0.9):.1f} ms | "
-            f"sandbox p50 {ms(sandbox_start, 0.5):.1f} ms p90 {ms(sandbox_start, 0.9):.1f} ms | "
-            f"sandbox adds {1000 * added:.1f} ms (goal < 50 ms)"
-        )
-        tool = f"wrk -c{options.connections}" if shutil.which("wrk") else "python client x8"
-        rps = await throughput(drivers, root, options.seconds, options.rounds, options.connections)
-        print(
-            f"requests/s ({tool}, median of {options.rounds} alternating {options.seconds} s "
-            f"rounds): none {rps['none']:,.0f} | sandbox {rps['sandbox']:,.0f} | "
-            f"ratio {rps['sandbox'] / rps['none']:.3f}x (goal >= 0.95x)"
-        )
+        if "start" in options.driver_parts:
+            starts = await start_latency(drivers, root, options.pods)
+            none_start, sandbox_start = starts["none"], starts["sandbox"]
+            added = statistics.median(sandbox_start) - statistics.median(none_start)
+            print(
+                f"driver start -> port answering, {options.pods} pods: "
+                f"none p50 {ms(none_start, 0.5):.1f} ms p90 {ms(none_start, 0.9):.1f} ms | "
+                f"sandbox p50 {ms(sandbox_start, 0.5):.1f} ms "
+                f"p90 {ms(sandbox_start, 0.9):.1f} ms | "
+                f"sandbox adds {1000 * added:.1f} ms (goal < 50 ms)"
+            )
+        if "throughput" in options.driver_parts:
+            tool = "wrk -t1" if shutil.which("wrk") else "bench/loadgen"
+
+            async def start(driver: Driver, name: str) -> tuple[TaskHandle, int]:
+                spec = pod(root, name, free_port())
+                assert spec.primary_port is not None
+                handle, _ = await start_ready(driver, spec)
+                return handle, spec.primary_port
+
+            (rate, cost), (control_rate, control_cost) = await throughput(drivers, start, options)
+            print(
+                f"throughput ({tool} -c{options.connections}, {options.seconds} s rounds, "
+                f"app on CPUs {options.app_cpus or 'any'}, load on CPUs "
+                f"{options.load_cpus or 'any'}; load average {os.getloadavg()[0]:.2f}):\n"
+                f"  requests/s: {rate.describe()} (goal >= 0.95x)\n"
+                f"    control, two plain pods: {control_rate.describe()}\n"
+                f"  requests per CPU-second of the app: {cost.describe()}\n"
+                f"    control, two plain pods: {control_cost.describe()}"
+            )
     finally:
         for handle in sandbox.managed():
             await sandbox.stop(handle, 0)
@@ -329,9 +283,12 @@ async def driver_figures(options: argparse.Namespace, why: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=1, help="one throughput round")
+    parser.add_argument("--rounds", type=int, default=10, help="ABBA throughput blocks")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--app-cpus", default="0", help="CPUs the apps run on ('': any)")
+    parser.add_argument("--load-cpus", default="1", help="CPUs wrk runs on ('': any)")
+    parser.add_argument("--driver-parts", default="start,throughput")
     parser.add_argument("--pairs", type=int, default=8, help="neighbour windows per noisy pod")
     parser.add_argument("--parts", default="driver,system,neighbour")
     options = parser.parse_args()
