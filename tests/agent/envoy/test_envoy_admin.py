@@ -1,12 +1,17 @@
-"""Pure parts of the admin client: subscription stat names, version comparison, and finding
-Envoy's rejection reason in its log."""
+"""Pure parts of the admin client: subscription stat names, version comparison, the confirm
+poll schedule, and finding Envoy's rejection reason in its log."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from shoal.agent.envoy import AppliedVersions, ClusterStats
-from shoal.agent.envoy.admin import _reached, last_rejection_reason, subscription_keys
+from shoal.agent.envoy.admin import (
+    _reached,
+    last_rejection_reason,
+    poll_delays,
+    subscription_keys,
+)
 
 LOG = """\
 [2026-11-26 04:23:08.511][9468][warning][main] [server.cc:1059] There is no configured limit
@@ -56,3 +61,10 @@ def test_success_rate_counts_5xx_as_failures() -> None:
     stats = ClusterStats("c", 10, 8, 1, 1, None, None, None)
     assert stats.success_rate == 0.9
     assert ClusterStats("c", 0, 0, 0, 0, None, None, None).success_rate is None
+
+
+def test_confirm_looks_soon_first_then_every_interval() -> None:
+    delays = poll_delays(0.01)
+    assert [next(delays) for _ in range(7)] == [0.001, 0.002, 0.004, 0.008, 0.01, 0.01, 0.01]
+    slow = poll_delays(0.003)
+    assert [next(slow) for _ in range(4)] == [0.001, 0.002, 0.003, 0.003]

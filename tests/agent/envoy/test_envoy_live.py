@@ -187,6 +187,21 @@ async def test_rejected_config_is_reported_and_old_config_keeps_serving(
     assert "no reason found" not in caught.value.reason
     assert "not-an-ip" in caught.value.reason or "address" in caught.value.reason.lower()
     assert await bodies(port, 3) == Counter({"a": 3})
+    # The baseline of the next apply comes from the last successful confirm (no request to
+    # Envoy): a second bad file is still reported, and a good one after it confirmed.
+    worse = RoutingTable(
+        (single("l", port, "c"),), (UpstreamCluster("c", (Endpoint("not-an-ip-2", 80),)),)
+    )
+    with pytest.raises(ConfigRejectedError):
+        await apply_and_confirm(envoy.writer, envoy.supervisor.admin, worse, timeout_s=5)
+    b = upstreams("b")
+    await apply_and_confirm(
+        envoy.writer, envoy.supervisor.admin, RoutingTable((single("l", port, "c"),),
+                                                           (cluster("c", b),))
+    )  # fmt: skip
+    assert await bodies(port, 3) == Counter({"b": 3})
+    with pytest.raises(ConfigRejectedError):
+        await apply_and_confirm(envoy.writer, envoy.supervisor.admin, bad, timeout_s=5)
 
 
 async def test_active_requests_and_cluster_stats(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,17 @@ import httpx
 from shoal.agent.envoy.writer import AppliedVersions
 
 _VERSION_FILTER = r"(version_text|update_rejected)$"
+# Envoy applies a renamed xDS file within a few ms: look soon, then less often (each look is an
+# admin request on the agent's event loop, shared with the API server in `shoal server`).
+FIRST_POLLS = (0.001, 0.002, 0.004, 0.008)
 _TIMESTAMP = re.compile(r"^\[\d{4}-\d\d-\d\d ")
+
+
+def poll_delays(interval: float) -> Iterator[float]:
+    """The waits between two looks at Envoy's versions: short first, then `interval`."""
+    yield from (d for d in FIRST_POLLS if d < interval)
+    while True:
+        yield interval
 
 
 class EnvoyConfirmError(Exception):
@@ -115,6 +126,11 @@ class EnvoyAdmin:
         self.base_url = f"http://127.0.0.1:{admin_port}"
         self.log_path = log_path
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=2.0)
+        # update_rejected counts seen by the last confirm that succeeded: Envoy had applied
+        # every file of it then, so they serve as the next baseline without another request.
+        # Counters only grow within one Envoy (one EnvoyAdmin each), so a stale baseline can
+        # only make a rejection show sooner, never hide one.
+        self._rejected: dict[str, int] | None = None
 
     @property
     def closed(self) -> bool:
@@ -156,7 +172,10 @@ class EnvoyAdmin:
         return versions, rejected
 
     async def rejection_counts(self) -> dict[str, int]:
-        """Snapshot to pass to `confirm` as baseline, taken before writing files."""
+        """Snapshot to pass to `confirm` as baseline, taken before writing files (the counts
+        of the last successful confirm, or asked from Envoy)."""
+        if self._rejected is not None:
+            return dict(self._rejected)
         return (await self.reported())[1]
 
     async def confirm(
@@ -167,10 +186,13 @@ class EnvoyAdmin:
         baseline: dict[str, int] | None = None,
         interval: float = 0.01,
     ) -> None:
-        """Return once Envoy reports every expected version (or a later one).
+        """Return once Envoy reports every expected version (or a later one), looking after
+        1, 2, 4, 8 ms and then every `interval`.
         Raises ConfigRejectedError as soon as a pending subscription's update_rejected counter
         rises above `baseline` (with Envoy's reason from the log), ConfirmTimeoutError otherwise
         (also when the admin API does not answer until the deadline)."""
+        self._rejected = None
+        delays = poll_delays(interval)
         wanted = subscription_keys(expected)
         deadline = time.monotonic() + timeout_s
         pending = dict(wanted)
@@ -184,12 +206,13 @@ class EnvoyAdmin:
                     raise ConfirmTimeoutError(
                         f"Envoy did not confirm within {timeout_s:.1f}s: {last_error}"
                     ) from error
-                await asyncio.sleep(interval)
+                await asyncio.sleep(next(delays))
                 continue
             if baseline is None:
                 baseline = rejected
             pending = {k: v for k, v in pending.items() if not _reached(versions.get(k), v)}
             if not pending:
+                self._rejected = rejected
                 return
             for key, version in pending.items():
                 if rejected.get(key, 0) > baseline.get(key, 0):
@@ -206,7 +229,7 @@ class EnvoyAdmin:
                     f"Envoy did not confirm within {timeout_s:.1f}s: {details}"
                     + (f"; last rejection in its log: {hint}" if hint else "")
                 )
-            await asyncio.sleep(interval)
+            await asyncio.sleep(next(delays))
 
     def _reason(self) -> str | None:
         return None if self.log_path is None else last_rejection_reason(self.log_path)
