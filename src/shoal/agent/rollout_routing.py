@@ -182,6 +182,7 @@ class TrafficReporter:
         self.node_name = node_name
         self.pending: tuple[dict[str, int], TableStamps | None] | None = None
         self.written: dict[str, int] | None = None
+        self._node: Node | None = None  # as the last write returned it
         self._task: asyncio.Task[None] | None = None
 
     def report(self, versions: dict[str, int], stamps: TableStamps | None = None) -> None:
@@ -198,6 +199,7 @@ class TrafficReporter:
                 await self._write(versions)
             except Exception as error:  # the server is away: the next confirm retries
                 log.warning("could not report confirmed traffic: %s", error)
+                self._node = None
                 return
             reported = time.time()
             before, self.written = self.written or {}, versions
@@ -206,14 +208,23 @@ class TrafficReporter:
                     log.info(switch_trace.line(self.node_name, key, version, stamps, reported))
 
     async def _write(self, versions: dict[str, int]) -> None:
+        """Compare-and-set on the Node this reporter wrote last (the heartbeat writes the same
+        status, so a blind write could undo it): one request while no heartbeat came between,
+        a re-read and a second one when one did."""
+        node = self._node
         for _ in range(10):
-            node = await self.client.get(Node, self.node_name)
-            if node.status.traffic == versions:
-                return
+            if node is None:
+                node = await self.client.get(Node, self.node_name)
+                if node.status.traffic == versions:
+                    self._node = node
+                    return
+            node = node.model_copy(deep=True)
             node.status.traffic = versions
-            with contextlib.suppress(Conflict):
-                await self.client.update_status(node)
+            try:
+                self._node = await self.client.update_status(node)
                 return
+            except Conflict:
+                node = self._node = None
         raise Conflict(f"node {self.node_name}: traffic report kept conflicting")
 
     async def wait_idle(self) -> None:
