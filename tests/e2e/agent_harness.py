@@ -201,8 +201,9 @@ class ShoalAgent:
     """`shoal agent` on its own, joining `server`; its data dir is inside the server's, so the
     server's leftover check covers its pods and Envoy too."""
 
-    def __init__(self, server: ShoalServer, node_name: str) -> None:
-        self.server, self.node_name = server, node_name
+    def __init__(self, server: ShoalServer, node_name: str, *, address: str | None = None) -> None:
+        """`address`: `shoal agent --address` (default: the agent's own, 127.0.0.1)."""
+        self.server, self.node_name, self.address = server, node_name, address
         self.data_dir = server.data_dir / f"node-{node_name}"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -213,6 +214,7 @@ class ShoalAgent:
         command = [
             sys.executable, "-m", "shoal.cli.main", "agent", "--server", self.server.url,
             "--data-dir", str(self.data_dir), "--node-name", self.node_name,
+            *(("--address", self.address) if self.address else ()),
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

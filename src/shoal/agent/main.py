@@ -17,10 +17,13 @@ from shoal.agent.runner import Agent, default_node_name
 from shoal.client import AsyncClient
 
 
-def run(server: str, data_dir: Path, node_name: str | None = None) -> None:
-    """Entry point of `shoal agent`: run until SIGINT/SIGTERM (on uvloop when installed)."""
+def run(
+    server: str, data_dir: Path, node_name: str | None = None, address: str = "127.0.0.1"
+) -> None:
+    """Entry point of `shoal agent`: run until SIGINT/SIGTERM (on uvloop when installed).
+    `address`: the node's IP (agent API, Envoy listeners, Node.status.address)."""
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(_run(server, data_dir, node_name))
+        runner.run(_run(server, data_dir, node_name, address))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -31,7 +34,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _run(server: str, data_dir: Path, node_name: str | None) -> None:
+async def _run(server: str, data_dir: Path, node_name: str | None, address: str) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -44,5 +47,6 @@ async def _run(server: str, data_dir: Path, node_name: str | None) -> None:
         agent = Agent(
             client, server_url=server, node_name=node_name or default_node_name(),
             data_dir=Path(os.path.abspath(data_dir)),  # noqa: ASYNC240 - once, at start
+            address=address,
         )  # fmt: skip
         await agent.run(stop)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -234,10 +235,17 @@ class Agent:
         asyncio.get_running_loop().call_later(PORT_RETRY_SECONDS, self.dataplane.invalidate)
 
     def compute_routing(self) -> tuple[RoutingTable, Membership]:
-        return build_routing(
-            self.services.items(), self.pods.items(), self._addresses, self.route_builder,
+        # This node's own pods are reached on loopback (they may listen on 127.0.0.1 only);
+        # other nodes' at their Node.status.address.
+        addresses = {**self._addresses, self.node_name: "127.0.0.1"}
+        table, membership = build_routing(
+            self.services.items(), self.pods.items(), addresses, self.route_builder,
             self.context.locally_ready,
         )  # fmt: skip
+        if self.context.address != "127.0.0.1":  # the Services listen on the node's address
+            listeners = tuple(replace(lst, address=self.context.address) for lst in table.listeners)
+            table = replace(table, listeners=listeners)
+        return table, membership
 
     def routing_changed(self) -> None:
         if self.ready.is_set():

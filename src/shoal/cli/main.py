@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -130,14 +132,47 @@ def agent_command(
     node_name: Annotated[
         str | None, typer.Option("--node-name", help="Node name (default: host name)")
     ] = None,
+    address: Annotated[
+        str,
+        typer.Option(
+            "--address",
+            help="IP address of this node: its agent API and Services' Envoy listeners bind "
+            "it, Node.status.address advertises it (other nodes and the server reach it there)",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run a node agent that starts this machine's pods and its Envoy."""
+    problem = node_address_problem(address)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="'--address'")
     where = target(server)
     try:
         agent_main = importlib.import_module("shoal.agent.main")
     except ImportError as error:
         raise CommandError(f"the shoal agent is not available in this build: {error}") from error
-    run_entry_point(agent_main.run, server=where.server, data_dir=data_dir, node_name=node_name)
+    run_entry_point(
+        agent_main.run, server=where.server, data_dir=data_dir, node_name=node_name,
+        address=address,
+    )  # fmt: skip
+
+
+def node_address_problem(address: str) -> str | None:
+    """Why `address` cannot be a node's address here (None when it can): it must be one IPv4
+    address of this machine, not a wildcard, since it is advertised for others to connect to."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"{address!r} is not an IP address (a host name is not accepted: give its IP)"
+    if parsed.version != 4:
+        return f"{address} is an IPv6 address; shoal nodes use IPv4 addresses"
+    if parsed.is_unspecified:
+        return "0.0.0.0 cannot be advertised as an address to connect to; give this node's IP"
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError as error:
+            return f"{address} is not an address of this machine ({error.strerror})"
+    return None
 
 
 @app.command("version")
