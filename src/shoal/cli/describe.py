@@ -1,5 +1,6 @@
 """`shoal describe KIND NAME`: one object for humans — metadata, spec summary, status,
-conditions, owner, and the Events that name it (`involvedObject`).
+conditions, owner, and the Events that name it (`involvedObject`). An AnalysisRun shows its
+verdict, what it judges, and per metric its condition and every measurement kept.
 
 `describe` renders to text with pure functions (`render_description`); the command only
 fetches the object and its events.
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shoal.api.analysis import AnalysisRun, Metric
 from shoal.api.deployment import Deployment
 from shoal.api.event import Event
 from shoal.api.meta import Condition, Resource
@@ -30,7 +32,7 @@ from shoal.cli.context import (
 )
 from shoal.cli.durations import format_age, format_seconds
 from shoal.cli.output import dump_yaml, render_table, wire
-from shoal.cli.printers import event_time, node_status, pod_status
+from shoal.cli.printers import event_time, metric_summary, node_status, pod_status, run_step
 from shoal.cli.rollout import owned_replicasets, revision_of
 
 LABEL_WIDTH = 24
@@ -243,6 +245,58 @@ def _node(out: Description, node: Node, now: datetime) -> None:
     _conditions(out, status.conditions)
 
 
+def _provider(metric: Metric) -> str:
+    given = metric.provider
+    if given.envoy is not None:
+        envoy = given.envoy
+        service = f", service {envoy.service}" if envoy.service else ""
+        return f"envoy {envoy.metric} of the {envoy.revision} version{service}"
+    if given.web is not None:
+        return f"web GET {given.web.url}" + (
+            f" -> {given.web.json_path}" if given.web.json_path else ""
+        )
+    assert given.exec is not None
+    return "exec " + " ".join(given.exec.command)
+
+
+def _analysis_run(out: Description, run: AnalysisRun, now: datetime) -> None:
+    args, status = run.spec.arg_values(), run.status
+    out.field("Phase", status.phase + (" (terminate requested)" if run.spec.terminate else ""))
+    out.field("Message", status.message)
+    out.field("Deployment", args.get("deployment"))
+    out.field(
+        "Revision", f"{args.get('canary-hash') or NONE} (stable {args.get('stable-hash') or NONE})"
+    )
+    out.field("Step", run_step(run))
+    out.field("Started", _when(status.started_at, now))
+    out.field("Finished", _when(status.finished_at, now))
+    out.mapping(
+        "Args",
+        {k: v for k, v in args.items() if k not in ("deployment", "canary-hash", "stable-hash")},
+    )
+    out.heading("Metrics")
+    for metric in run.spec.metrics:
+        result = status.result_of(metric.name)
+        out.field(metric.name, metric_summary(metric, result).removeprefix(metric.name + " "), 2)
+        out.field("Provider", _provider(metric), 4)
+        success, failure = metric.success_condition, metric.failure_condition
+        out.field("Conditions", f"success: {success or '-'}; failure: {failure or '-'}", 4)
+        out.field(
+            "Schedule",
+            f"every {metric.interval} x{metric.count}, failureLimit {metric.failure_limit}, "
+            f"inconclusiveLimit {metric.inconclusive_limit}",
+            4,
+        )
+        if result is not None and result.message:
+            out.field("Result", result.message, 4)
+        if result is not None and result.measurements:
+            rows = [
+                [format_age(m.started_at, now), m.phase, m.value or "", m.message or ""]
+                for m in result.measurements
+            ]
+            out.block(render_table(["Taken", "Phase", "Value", "Message"], rows), 4)
+
+
 def _generic(out: Description, obj: Resource) -> None:
     document = wire(obj)
     for section in ("spec", "status"):
@@ -300,6 +354,8 @@ def render_description(
         _service(out, obj)
     elif isinstance(obj, Node):
         _node(out, obj, now)
+    elif isinstance(obj, AnalysisRun):
+        _analysis_run(out, obj, now)
     elif not isinstance(obj, Event):
         _generic(out, obj)
     about = events_about(obj, events)
