@@ -16,6 +16,7 @@ from shoal.agent.drivers.base import Driver, StartError
 from shoal.agent.ports import PortAllocator
 from shoal.agent.probe_checks import probe_client
 from shoal.agent.records import PodRecords
+from shoal.agent.writeslots import WriteSlots
 from shoal.api.pod import Pod
 from shoal.api.service import Service
 from shoal.client import AsyncClient
@@ -64,3 +65,5 @@ class AgentContext:
     # Pods whose readiness probe passes, known here before their status says so: the routing
     # table takes them in at once, and one status write then sets ContainersReady and Ready.
     locally_ready: set[str] = field(default_factory=set)
+    # At most a few pod writes in flight for the whole node, readiness changes first.
+    write_slots: WriteSlots = field(default_factory=WriteSlots)

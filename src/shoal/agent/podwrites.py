@@ -1,12 +1,19 @@
 """The pod worker's writes to the API: status (read-modify-write) and its finalizer.
 
-Called only by the pod worker. Reads start from the agent's informer cache (the newest version
-the agent knows), a 409 Conflict re-reads the pod from the server and tries again, and every
-version the server returns is written through to the cache and handed to `on_change`, so the
-worker and the routing table see the agent's own writes at once. Writes of one pod happen one
-at a time, in the order they were asked for (a worker may fire one and go on), and none before
-`gate` is set or `GATE_SECONDS` have passed (the worker holds writes back while another
-component's write to the pod is due, instead of racing it into a 409 Conflict).
+Called only by the pod worker. A write is asked for synchronously (`status(mutate)`,
+`finalizer(name, present)`) and returns a future the caller may await or not; one writer task
+per pod sends them, in the order they were asked for, at most one request in flight per pod.
+Status changes that queue up while a write is in flight or waits for one of the agent's write
+slots (writeslots.py) are coalesced: they are applied in order to the newest status and sent
+as one write (latest state wins), so a crash loop costs about one write per restart however
+far behind the API is. A finalizer change is never merged with status changes.
+
+Reads start from the agent's informer cache (the newest version the agent knows), a 409
+Conflict re-reads the pod from the server and applies the changes again, and every version the
+server returns is written through to the cache and handed to `on_change`, so the worker and the
+routing table see the agent's own writes at once. Nothing is written before `gate` is set or
+`GATE_SECONDS` have passed (the worker holds writes back while another component's write to the
+pod is due, instead of racing it into a 409 Conflict).
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
+from shoal.agent.writeslots import WriteSlots
 from shoal.api.errors import ApiError, Conflict, NotFound
+from shoal.api.meta import find_condition
 from shoal.api.pod import Pod, PodStatus
 from shoal.client import AsyncClient
 from shoal.controllers.informer import Informer
@@ -25,8 +36,77 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
 GATE_SECONDS = 1.0
+Mutation = Callable[[PodStatus], None]
+T = TypeVar("T")
 
 
+@dataclass
+class _StatusChange:
+    mutate: Mutation
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _FinalizerChange:
+    name: str
+    present: bool
+    done: asyncio.Future[bool] = field(repr=False)
+
+
+_Change = _StatusChange | _FinalizerChange
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+def coalesce(status: PodStatus, mutations: Sequence[Mutation]) -> PodStatus:
+    """`status` after every mutation, in order (a copy; `status` is left as it is)."""
+    result = status.model_copy(deep=True)
+    for mutate in mutations:
+        mutate(result)
+    return result
+
+
+def readiness(status: PodStatus) -> tuple[str, bool, str | None, str | None]:
+    ready = find_condition(status.conditions, "Ready")
+    containers = find_condition(status.conditions, "ContainersReady")
+    return (
+        status.phase,
+        status.ready,
+        ready.status if ready else None,
+        containers.status if containers else None,
+    )
+
+
+def is_urgent(before: PodStatus, after: PodStatus) -> bool:
+    """A write that changes the phase or readiness goes before routine ones: routing and the
+    controllers wait on it; a crash-looping pod's restart bookkeeping can wait."""
+    return readiness(before) != readiness(after)
+
+
+def next_batch(queue: Sequence[_Change]) -> list[_Change]:
+    """What the writer sends next: a finalizer change alone, or every status change up to the
+    next finalizer change (which must land after them, as it was asked for after them)."""
+    if not queue:
+        return []
+    if isinstance(queue[0], _FinalizerChange):
+        return [queue[0]]
+    batch: list[_Change] = []
+    for change in queue:
+        if isinstance(change, _FinalizerChange):
+            break
+        batch.append(change)
+    return batch
+
+
+def _mutations(batch: Sequence[_Change]) -> list[Mutation]:
+    return [change.mutate for change in batch if isinstance(change, _StatusChange)]
+
+
+def _settle(done: asyncio.Future[T], value: T) -> None:
+    if not done.done():  # a caller that was cancelled no longer waits
+        done.set_result(value)
+
+
+# -- the writer ---------------------------------------------------------------------------------
 class PodWrites:
     def __init__(
         self,
@@ -35,16 +115,21 @@ class PodWrites:
         pod: Pod,
         on_change: Callable[[Pod], None],
         gate: asyncio.Event | None = None,
+        *,
+        slots: WriteSlots | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
         self.pod = pod
         self.uid = pod.metadata.uid
         self.on_change = on_change
-        self._turn = asyncio.Lock()  # FIFO: writes land in the order they were asked for
+        self.slots = slots or WriteSlots(1)  # one per pod at least: one request in flight
         self.gate = gate or asyncio.Event()
         if gate is None:
             self.gate.set()
+        self._queue: list[_Change] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.sent = 0  # API writes sent (status and finalizer), for tests and figures
 
     def latest(self) -> Pod:
         cached = self.cache.get(self.pod.metadata.namespace, self.pod.metadata.name)
@@ -52,20 +137,73 @@ class PodWrites:
             self.pod = cached
         return self.pod
 
-    async def status(self, mutate: Callable[[PodStatus], None]) -> None:
-        """Apply `mutate` to the newest status and write it, unless it changes nothing.
-        Dropped when the pod is gone or the server refuses it (logged)."""
-        async with self._turn:
-            await self._wait_gate()
-            await self._status(mutate)
+    def status(self, mutate: Mutation) -> asyncio.Future[None]:
+        """Apply `mutate` to the newest status and write it, unless it changes nothing. The
+        future is done once a write including it landed, or it was dropped because the pod is
+        gone or the server refused it (logged)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(_StatusChange(mutate, done))
+        return done
 
-    async def _status(self, mutate: Callable[[PodStatus], None]) -> None:
+    def finalizer(self, name: str, present: bool) -> asyncio.Future[bool]:
+        """Add or remove finalizer `name`; the future says False when the pod is gone."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._enqueue(_FinalizerChange(name, present, done))
+        return done
+
+    def cancel(self) -> None:
+        """The agent is going away: pending writes are dropped."""
+        if self._writer is not None:
+            self._writer.cancel()
+        for change in self._queue:
+            change.done.cancel()
+        self._queue.clear()
+
+    def _enqueue(self, change: _Change) -> None:
+        self._queue.append(change)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_all())
+
+    async def _write_all(self) -> None:
+        await self._wait_gate()
+        while self._queue:
+            batch = next_batch(self._queue)
+            urgent = False
+            if isinstance(batch[0], _StatusChange):
+                current = self.latest().status
+                urgent = is_urgent(current, coalesce(current, _mutations(batch)))
+            async with self.slots.hold(urgent):
+                # Status changes queued while we waited for the slot go in the same write.
+                batch = next_batch(self._queue)
+                del self._queue[: len(batch)]
+                try:
+                    first = batch[0]
+                    if isinstance(first, _FinalizerChange):
+                        ok = await self._finalizer(first.name, first.present)
+                        _settle(first.done, ok)
+                    else:
+                        await self._status(_mutations(batch))
+                        for each in batch:
+                            if isinstance(each, _StatusChange):
+                                _settle(each.done, None)
+                except Exception as error:  # the callers' to handle, as if they had written
+                    for failed in batch:
+                        if not failed.done.done():
+                            failed.done.set_exception(error)
+
+    async def _wait_gate(self) -> None:
+        if not self.gate.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
+            self.gate.set()
+
+    async def _status(self, mutations: Sequence[Mutation]) -> None:
         for _ in range(ATTEMPTS):
             pod = self.latest()
-            status = pod.status.model_copy(deep=True)
-            mutate(status)
+            status = coalesce(pod.status, mutations)
             if status == pod.status:
                 return
+            self.sent += 1
             try:
                 updated = await self.client.update_status(pod.model_copy(update={"status": status}))
             except Conflict:
@@ -79,18 +217,6 @@ class PodWrites:
             self._changed(updated)
             return
 
-    async def finalizer(self, name: str, present: bool) -> bool:
-        """Add or remove finalizer `name`; False when the pod is gone."""
-        async with self._turn:
-            await self._wait_gate()
-            return await self._finalizer(name, present)
-
-    async def _wait_gate(self) -> None:
-        if not self.gate.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.gate.wait(), GATE_SECONDS)
-            self.gate.set()
-
     async def _finalizer(self, name: str, present: bool) -> bool:
         for _ in range(ATTEMPTS):
             pod = self.latest()
@@ -100,6 +226,7 @@ class PodWrites:
             if present:
                 finalizers.append(name)
             meta = pod.metadata.model_copy(update={"finalizers": finalizers})
+            self.sent += 1
             try:
                 updated = await self.client.update(pod.model_copy(update={"metadata": meta}))
             except Conflict:

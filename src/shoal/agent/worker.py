@@ -26,9 +26,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
 
 from shoal.agent import podstatus
 from shoal.agent.context import AgentContext
@@ -69,7 +68,9 @@ class PodWorker:
         self.scheduled = asyncio.Event()  # the gate of our writes (see PodWrites)
         if not scheduling:
             self.scheduled.set()
-        self.writes = PodWrites(ctx.client, ctx.pods, pod, self._written, self.scheduled)
+        self.writes = PodWrites(
+            ctx.client, ctx.pods, pod, self._written, self.scheduled, slots=ctx.write_slots
+        )
         self.uid = pod.metadata.uid or ""
         self.namespace = pod.metadata.namespace or "default"
         self.name = pod.metadata.name
@@ -106,6 +107,7 @@ class PodWorker:
         except asyncio.CancelledError:
             for write in self._writes:  # the agent is going away; so are its pending writes
                 write.cancel()
+            self.writes.cancel()
             raise
         except Exception as error:
             log.exception("pod %s/%s: worker failed", self.namespace, self.name)
@@ -136,7 +138,9 @@ class PodWorker:
                     history = decision.history
                     reason = last_exit.reason if start_failed else podstatus.CRASH_LOOP
                     waiting = partial(podstatus.waiting, reason=reason, message=decision.message)
-                    await self._write_status(waiting)
+                    # Not awaited: the back-off starts now, whatever the API's delay, and the
+                    # exit and this wait go in one write when they queue together (PodWrites).
+                    self._later(self.writes.status(waiting))
                     if await self._sleep_unless_deleting(decision.delay_seconds):
                         break
                     self.logs.new_run()
@@ -183,7 +187,7 @@ class PodWorker:
             return (driver, recovered), None
         record.handle = None
         self.ctx.records.save(record)
-        await self._record_exit(recovered)
+        self._record_exit(recovered)
         return None, recovered
 
     async def _start(self, record: PodRecord, history: RestartHistory) -> Run | ExitStatus:
@@ -200,7 +204,7 @@ class PodWorker:
         if isinstance(started, StartError):
             self.ctx.recorder.record(pod, "Warning", started.reason, started.message)
             failure = ExitStatus(None, None, started.reason, began, time.time(), started.message)
-            await self._write_status(lambda s: podstatus.start_failed(s, failure))
+            self._later(self.writes.status(lambda s: podstatus.start_failed(s, failure)))
             return failure
         assert not isinstance(chosen, StartError)
         record.handle, record.ports = started, ports
@@ -209,7 +213,7 @@ class PodWorker:
         running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
         address, count = self.ctx.address, history.restart_count
         # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites).
-        self._later(self._write_status(partial(running, address=address, restart_count=count)))
+        self._later(self.writes.status(partial(running, address=address, restart_count=count)))
         self.ctx.recorder.record(pod, "Normal", "Started", f"started pid {started.pid}")
         return chosen, started
 
@@ -255,7 +259,7 @@ class PodWorker:
             exit = waiting.result()
             await self._end_run()
             await driver.stop(handle, 0)  # releases the driver's hold on the finished task
-            await self._record_exit(exit)
+            self._record_exit(exit)
             return exit
         waiting.cancel()
         if not self._kill.is_set():
@@ -270,7 +274,7 @@ class PodWorker:
         exit = ExitStatus(
             ended.exit_code, ended.signal, "Unhealthy", ended.started_at, ended.finished_at, reason
         )
-        await self._record_exit(exit)
+        self._record_exit(exit)
         return exit
 
     async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
@@ -310,14 +314,14 @@ class PodWorker:
             self.ctx.locally_ready.discard(self.uid)
             self.ctx.routing_changed()
 
-    async def _record_exit(self, exit: ExitStatus) -> None:
+    def _record_exit(self, exit: ExitStatus) -> None:
         if not exit.succeeded:
             what = f"signal {exit.signal}" if exit.signal else f"exit code {exit.exit_code}"
             detail = f": {exit.message}" if exit.message else ""
             self.ctx.recorder.record(
                 self.pod, "Warning", exit.reason or "Exited", f"process ended ({what}){detail}"
             )
-        await self._write_status(lambda s: podstatus.exited(s, exit))
+        self._later(self.writes.status(lambda s: podstatus.exited(s, exit)))
 
     async def _on_probe(self, event: ProbeEvent) -> None:
         if event.kind in ("liveness", "startup") and not event.success:
@@ -365,7 +369,7 @@ class PodWorker:
         self.ctx.recorder.record(self.pod, "Normal", "Killing", "stopped the pod's process")
         await self._write_status(lambda s: podstatus.stopped(s, outcome.exit))
 
-    def _later(self, write: Coroutine[Any, Any, None]) -> None:
+    def _later(self, write: Awaitable[None]) -> None:
         task = asyncio.ensure_future(write)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
