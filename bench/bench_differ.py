@@ -14,13 +14,16 @@ mirroring through Envoy.
    compared requests per CPU-second of the differ (what one full core would do, robust when
    the load generator, not the differ, is the limit). Goal >= 500/s.
 2. Live-path overhead. A real Envoy (shoal.agent.envoy) with two listeners on one primary
-   cluster (two of the same fast upstreams, so that the figure is the data plane's cost and
-   not a Python app's jitter): `mirrored` copies 100 % of GET/HEAD to the differ cluster (a
-   differ process at its default nice 10, replaying each copy to both primaries and the
-   candidate), `plain` does not. One keep-alive client sends `--rate` requests/s, alternating
-   blocks between the two listeners in the same run; latency percentiles per listener.
-   Goal: p99 with mirroring < p99 without + 1 ms. Blocks rather than single alternating
-   requests keep the replays' extra load on the primaries inside the mirrored figures.
+   cluster (two fast upstreams, so that the figure is the data plane's cost and not a Python
+   app's jitter): `mirrored` copies 100 % of GET/HEAD to the differ cluster, `plain` does not.
+   As a ParallelRun runs it, the differ replays to comparison instances of its own (two
+   primaries and a candidate, another upstream process), never to the live ones, and both run
+   as background work: a session of their own at nice 19 (autogroup too), the differ with a
+   differ Pod's bounds (4 samples in flight, 16 queued, the rest dropped and counted). One
+   keep-alive client sends `--rate` requests/s, alternating blocks between the two listeners
+   in the same run; latency percentiles per listener. Goal: p99 with mirroring < p99 without
+   + 1 ms. Blocks rather than single alternating requests keep the background's load inside
+   the mirrored figures.
 
 Every process started here is stopped by pid.
 """
@@ -58,6 +61,12 @@ from shoal.agent.envoy import (
     UpstreamCluster,
     XdsWriter,
     apply_and_confirm,
+)
+from shoal.controllers.parallel_run import (
+    BACKGROUND_NICE,
+    BACKGROUND_WRAPPER,
+    REPLAY_CONCURRENCY,
+    REPLAY_QUEUE,
 )
 
 T = TypeVar("T")
@@ -139,10 +148,14 @@ async def serve_upstreams(versions: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def upstreams_process(versions: str) -> Iterator[list[int]]:
-    """Fast upstreams in a child process (inheriting this process's CPU affinity)."""
+def upstreams_process(versions: str, background: bool = False) -> Iterator[list[int]]:
+    """Fast upstreams in a child process (inheriting this process's CPU affinity); with
+    `background`, in a session of its own under the comparison Pods' wrapper (nice 19, its
+    autogroup too), as ParallelRun runs its comparison instances."""
     args = [sys.executable, __file__, "--serve-upstreams", versions]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE)
+    if background:
+        args = [*BACKGROUND_WRAPPER, *args]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, start_new_session=background)
     try:
         assert process.stdout is not None
         ports: list[int] = json.loads(process.stdout.readline())
@@ -154,10 +167,22 @@ def upstreams_process(versions: str) -> Iterator[list[int]]:
 # -- processes -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def differ_process(
-    port: int, primaries: list[int], candidates: list[int], cpu: int | None, nice: int = 10
+    port: int,
+    primaries: list[int],
+    candidates: list[int],
+    cpu: int | None,
+    *,
+    nice: int = 10,
+    as_pod: bool = False,
 ) -> Iterator[tuple[str, int]]:
+    """A `shoal differ`; `as_pod`: with a differ Pod's bounds and niceness, in a session of its
+    own (so it lowers its autogroup as the Pod does)."""
     args = [sys.executable, "-m", "shoal.differ", f"--listen=127.0.0.1:{port}", f"--nice={nice}"]
-    args += ["--deployment=shop", "--concurrency=64", "--queue-size=2000"]
+    args += ["--deployment=shop"]
+    if as_pod:
+        args += [f"--concurrency={REPLAY_CONCURRENCY}", f"--queue-size={REPLAY_QUEUE}"]
+    else:
+        args += ["--concurrency=64", "--queue-size=2000"]
     args += [f"--primary=127.0.0.1:{p}" for p in primaries]
     args += [f"--candidate=127.0.0.1:{p}" for p in candidates]
     args += ["--ignore-header=x-version", "--ignore-field=version"]
@@ -166,6 +191,7 @@ def differ_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         preexec_fn=(lambda: pin(cpu)) if cpu is not None else None,  # noqa: PLW1509 - affinity only
+        start_new_session=as_pod,
     )
     try:
         assert process.stdout is not None
@@ -300,10 +326,16 @@ async def bench_overhead(load: Load) -> None:
         f"2. live-path overhead through Envoy ({load.blocks} blocks x {load.size} requests "
         f"per listener, {pace}, one keep-alive client)"
     )
-    with tempfile.TemporaryDirectory() as directory, upstreams_process("v1,v1,v2") as ports:
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        upstreams_process("v1,v1") as live,
+        upstreams_process("v1,v1,v2", background=True) as compare,
+    ):
         differ_port = free_port()
-        with differ_process(differ_port, ports[:2], ports[2:], None) as (differ_url, _):
-            await _with_envoy(Path(directory), ports[:2], differ_port, differ_url, load)
+        with differ_process(
+            differ_port, compare[:2], compare[2:], None, nice=BACKGROUND_NICE, as_pod=True
+        ) as (differ_url, _):
+            await _with_envoy(Path(directory), live, differ_port, differ_url, load)
 
 
 async def _with_envoy(

@@ -57,6 +57,7 @@ def deployment(
                         "command": ["app", "--serve"],
                         "ports": PORTS if ports is None else ports,
                         "isolation": "sandbox",
+                        "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
                         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
                     },
                 },
@@ -198,6 +199,8 @@ def test_comparison_pods_run_both_versions_apart_from_live_traffic_at_low_priori
             ("admin", None),  # a fixed number would clash with the live pod on its node
         ]
         assert pod.spec.isolation == "sandbox"  # the app's own isolation
+        assert pod.spec.resources.requests.cpu == "0"  # reserves no CPU (background work)
+        assert pod.spec.resources.limits.cpu == "500m"  # the app's limit stays
         assert pod.spec.readiness_probe == d.spec.template.spec.readiness_probe
     selector = config_from_environment(
         {

@@ -160,16 +160,26 @@ def test_shoal_differ_forwards_to_the_differs_own_flags() -> None:
     assert bad.exit_code == 2
 
 
-def test_lower_priority_lowers_the_process_and_its_autogroup(tmp_path: Path) -> None:
-    # In a child process: niceness cannot be raised back, and this test must not slow pytest.
-    group = tmp_path / "autogroup"
-    code = (
-        "import os, pathlib, sys; from shoal.differ.main import lower_priority; "
-        f"lower_priority(7, pathlib.Path({str(group)!r})); lower_priority(0); print(os.nice(0))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+def test_lower_priority_lowers_the_process_and_a_leaders_autogroup(tmp_path: Path) -> None:
+    # In child processes: niceness cannot be raised back, and this test must not slow pytest.
     start = os.nice(0)
-    assert int(done.stdout) == min(19, start + 7)
-    assert group.read_text() == f"{min(19, start + 7)}\n"
+    for leader in (True, False):
+        group = tmp_path / f"autogroup-{leader}"
+        code = (
+            "import os, pathlib; from shoal.differ.main import lower_priority; "
+            f"lower_priority(7, pathlib.Path({str(group)!r})); lower_priority(0); "
+            "print(os.nice(0))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            start_new_session=leader,  # as the agent starts a differ Pod
+        )
+        assert int(done.stdout) == min(19, start + 7)
+        if leader:
+            assert group.read_text() == f"{min(19, start + 7)}\n"
+        else:  # `shoal differ` from a terminal leaves the terminal's session alone
+            assert not group.exists()

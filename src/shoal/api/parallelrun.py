@@ -17,8 +17,9 @@
 Unknown keys are rejected with their field path (`ApiModel` forbids extras), as are a rate
 outside 0..1, a percentage outside 0..100, an unparseable duration or field path, and a
 method that is not an HTTP token. Non-idempotent methods (POST...) are mirrored only when the
-user lists them: a mirrored request really runs on the candidate and on two primaries
-(`x-shoal-shadow: 1` tells them it is a copy, so that they can skip side effects).
+user lists them: a mirrored request really runs on the candidate and on two primaries (the
+comparison pods of `shoal.controllers.parallel_run`, not the live ones; `x-shoal-shadow: 1`
+tells them it is a copy, so that they can skip side effects).
 
 Used by the Deployment strategy union (`DeploymentStrategy.parallel_run`), the ParallelRun gate
 (`shoal.controllers.strategies.parallel`) and the differ's configuration (`compare`).

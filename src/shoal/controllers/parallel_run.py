@@ -26,6 +26,9 @@ than a field the agent applies: it needs nothing from the node but POSIX `sh` an
 (present in the sandbox too, which binds /usr), is inherited by every child of the app, and
 shows in `shoal get pod -o yaml`. The niceness weighs against the processes of the same CPU
 cgroup; a pod with a CPU limit in a sandbox has a cgroup of its own, bounded by the limit.
+They request no CPU from the scheduler (`requests.cpu: 0`; a CPU limit stays): they use what
+the live pods leave, and must neither keep a real pod from fitting nor stay Pending on a node
+the live pods fill; memory requests stay (memory is not handed back under pressure).
 Fixed port numbers of the template are dropped (a second process cannot bind them beside the
 live pod on the same node); the app must listen on `$PORT` / `$PORT_<NAME>`, as shoal pods do.
 
@@ -229,6 +232,7 @@ def comparison_pod(
     spec = template.spec.model_copy(deep=True)
     spec.command = [*BACKGROUND_WRAPPER, *spec.command]
     spec.ports = [ContainerPort(name=port.name) for port in spec.ports]
+    spec.resources.requests.cpu = "0"  # background work reserves no CPU
     return Pod(
         kind="Pod",
         metadata=ObjectMeta(

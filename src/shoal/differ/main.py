@@ -230,12 +230,16 @@ async def run(config: DifferConfig, config_path: Path | None = None) -> None:
 
 
 def lower_priority(increment: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
-    """Add `increment` to the process's niceness and set its session's autogroup niceness to
-    the result (where the kernel has autogroups; a failure there is harmless: nice still
-    applies within the group)."""
+    """Add `increment` to the process's niceness; a session leader (a differ Pod: the agent
+    starts every pod in a session of its own) also sets its session's autogroup niceness to
+    the result, where the kernel has autogroups. Not otherwise: `shoal differ` run from a
+    terminal must not lower the priority of the terminal's whole session. A failure there is
+    harmless: nice still applies within the group."""
     if increment <= 0:
         return
     niceness = os.nice(increment)
+    if os.getsid(0) != os.getpid():
+        return
     with contextlib.suppress(OSError):
         autogroup.write_text(f"{niceness}\n")
 
