@@ -29,6 +29,7 @@ from shoal.controllers.strategies.progressive import (
     abort,
     degraded,
     hash_of,
+    held_sizes,
     hold_aborted,
     progressing,
     switch_stable,
@@ -258,19 +259,7 @@ def rollout(ctx: RolloutContext, gate: PromotionGate | None = None) -> RolloutSt
 def scale(ctx: RolloutContext) -> dict[str, int]:
     """Sizes when spec.replicas changed or the Deployment is paused: the active version and
     an ongoing (not aborted) new version at `replicas`; nothing advances."""
-    status = ctx.deployment.status.rollout
-    replicas = ctx.deployment.spec.replicas
-    sizes: dict[str, int] = {}
-    for rs in ctx.all:
-        rs_hash = hash_of(rs)
-        wanted: int | None = None
-        if status is None:
-            wanted = replicas if rs is ctx.new else None
-        elif rs_hash == status.stable_hash or (rs_hash == status.new_hash and not status.aborted):
-            wanted = replicas
-        if wanted is not None and rs.spec.replicas != wanted:
-            sizes[rs.metadata.name] = wanted
-    return sizes
+    return held_sizes(ctx, lambda _: ctx.deployment.spec.replicas)
 
 
 class BlueGreen:

@@ -32,6 +32,7 @@ from shoal.controllers.strategies.progressive import (
     canary_replicas,
     degraded,
     hash_of,
+    held_sizes,
     hold_aborted,
     progressing,
     switch_stable,
@@ -252,21 +253,8 @@ def _promote(d: Decision, stable: ReplicaSet, new: ReplicaSet) -> None:
 def scale(ctx: RolloutContext) -> dict[str, int]:
     """Sizes when spec.replicas changed or the Deployment is paused: stable at `replicas`,
     an ongoing canary in proportion to its weight; nothing advances."""
-    status = ctx.deployment.status.rollout
     replicas = ctx.deployment.spec.replicas
-    sizes: dict[str, int] = {}
-    for rs in ctx.all:
-        rs_hash = hash_of(rs)
-        wanted: int | None = None
-        if status is None:
-            wanted = replicas if rs is ctx.new else None
-        elif rs_hash == status.stable_hash:
-            wanted = replicas
-        elif rs_hash == status.new_hash and not status.aborted:
-            wanted = canary_replicas(replicas, status.traffic.weight)
-        if wanted is not None and rs.spec.replicas != wanted:
-            sizes[rs.metadata.name] = wanted
-    return sizes
+    return held_sizes(ctx, lambda status: canary_replicas(replicas, status.traffic.weight))
 
 
 class Canary:

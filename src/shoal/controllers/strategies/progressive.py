@@ -19,6 +19,7 @@ reconcile) takes traffic off the new version at once and scales it down once con
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -241,6 +242,27 @@ class Decision:
         self._scale_down_others()
         self.step.rollout = self.status
         return self.step
+
+
+def held_sizes(ctx: RolloutContext, ongoing: Callable[[RolloutStatus], int]) -> dict[str, int]:
+    """A strategy's `scale` (spec.replicas changed, or the Deployment is paused; nothing
+    advances): the stable version at `replicas`, an ongoing (not aborted) new version at
+    `ongoing(status)`; before any rollout status, only the new ReplicaSet, at `replicas`."""
+    status = ctx.deployment.status.rollout
+    replicas = ctx.deployment.spec.replicas
+    sizes: dict[str, int] = {}
+    for rs in ctx.all:
+        rs_hash = hash_of(rs)
+        wanted: int | None = None
+        if status is None:
+            wanted = replicas if rs is ctx.new else None
+        elif rs_hash == status.stable_hash:
+            wanted = replicas
+        elif rs_hash == status.new_hash and not status.aborted:
+            wanted = ongoing(status)
+        if wanted is not None and rs.spec.replicas != wanted:
+            sizes[rs.metadata.name] = wanted
+    return sizes
 
 
 # -- what BlueGreen and Canary do alike with a Decision -----------------------------------
