@@ -5,6 +5,11 @@ Promises: Envoy's outlier detection ejects the failing pod within 5 s of the loa
 (seen as `failed_outlier_check` on its host in Envoy's /clusters), and >= 99 % of requests
 succeed from the ejection on (the failing pod returns after its ejection time and is ejected
 again, which costs a few requests each time). The slow pod is not an error: it is only counted.
+
+What it found: Envoy's default update merge window (1 s) held an ejection back from the worker
+threads, so the ejected pod kept its full share for up to a second after /clusters showed it
+ejected (97.8-98.4 % success in the 5 s window); shoal's clusters now apply host changes at
+once, and a failure-percentage detector ejects a pod that fails often but seldom 5 in a row.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ TITLE = "slow pod + failing pod: outlier ejection"
 EJECT_LIMIT = 5.0
 SUCCESS_GOAL = 0.99
 CLUSTER = "default.mix.all"
-STATS = "mix.all.outlier_detection|cluster_manager.cluster_(added|modified)"
+CLUSTER_STATS = "mix.all.outlier_detection"
+MERGE_STATS = "cluster_manager.(cluster_updated|update_merge_cancelled)"
 
 
 async def host_flags(admin: int, host: str) -> str:
@@ -116,11 +122,12 @@ async def run(ctx: Context, result: Result) -> None:
         for moment in figures.failure_times:
             if ejected_at <= moment <= ejected_at + after:
                 per_second[int(moment - ejected_at)] += 1
-        stats = await envoy_stats(
-            admin, "outlier_detection|cluster_manager.cluster_(added|modified)"
-        )
+        # cluster_updated_via_merge counts host changes Envoy held back before applying them
+        # (an ejection must not be one of them: the failing pod keeps its share meanwhile).
+        stats = await envoy_stats(admin, f"{CLUSTER_STATS}|{MERGE_STATS}")
         say(
-            f"failures per second after the ejection: {per_second}; failing host "
+            f"{figures.describe()}; failures per second after the ejection: {per_second}; "
+            "failing host "
             f"ejected/returned at {[(round(t, 1), e) for t, e in flips]}; envoy: {stats}"
         )
         result.check(took is not None and took <= EJECT_LIMIT, f"ejected after {took}s")

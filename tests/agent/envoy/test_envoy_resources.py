@@ -76,6 +76,12 @@ def test_cluster_defaults() -> None:
     assert outlier["consecutive_5xx"] == 5 and outlier["consecutive_gateway_failure"] == 3
     assert outlier["enforcing_consecutive_gateway_failure"] == 100
     assert outlier["max_ejection_percent"] == 50 and outlier["base_ejection_time"] == "10.000s"
+    assert outlier["failure_percentage_threshold"] == 30
+    assert outlier["failure_percentage_request_volume"] == 20
+    assert outlier["failure_percentage_minimum_hosts"] == 2
+    assert outlier["enforcing_failure_percentage"] == 100  # Envoy's default 0 only counts
+    # An ejection reaches the worker threads at once, not up to 1 s later (chaos scenario 4).
+    assert built["common_lb_config"] == {"update_merge_window": "0s"}
 
 
 def test_outlier_detection_can_be_turned_off_and_tuned() -> None:
