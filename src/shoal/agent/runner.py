@@ -32,6 +32,7 @@ from shoal.agent.drivers.process import ProcessDriver
 from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
 from shoal.agent.endpoints import EndpointsPublisher
 from shoal.agent.envoy import EnvoySink, RoutingTable
+from shoal.agent.envoy_restarts import EnvoyRestartReporter
 from shoal.agent.http import AgentHttp
 from shoal.agent.listener_ports import can_listen
 from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, PodLogs
@@ -168,8 +169,6 @@ class Agent:
             held=self.envoy.listener_addresses() if self.envoy is not None else (),
         )
         self.dataplane.on_ports_taken = self._ports_taken
-        if self.envoy is not None:
-            self.envoy.on_restart = self.dataplane.invalidate
         self.pods: Informer[Pod] = Informer(client, Pod, resync_seconds=RESYNC_SECONDS)
         self.services: Informer[Service] = Informer(client, Service, resync_seconds=RESYNC_SECONDS)
         self.nodes: Informer[Node] = Informer(client, Node, resync_seconds=RESYNC_SECONDS)
@@ -179,6 +178,12 @@ class Agent:
         )  # fmt: skip
         self.dataplane.on_confirmed = self.endpoints.changed
         self.recorder = EventRecorder(client, "agent", host=node_name)
+        self.envoy_restarts: EnvoyRestartReporter | None = None
+        if self.envoy is not None:  # re-apply, then an EnvoyRestarted Event and a count
+            self.envoy_restarts = EnvoyRestartReporter(
+                client, self.recorder, node_name, self.dataplane, self.envoy.supervisor
+            )
+            self.envoy.on_restart = self.envoy_restarts
         self.sandbox_ok = False
         if drivers is None:
             self.sandbox_ok, sandbox_reason = sandbox_available()
@@ -363,6 +368,8 @@ class Agent:
                 await asyncio.gather(*map(self._stop_record, self.context.records.all()))
             background_stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            if self.envoy_restarts is not None:
+                await self.envoy_restarts.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.flush(), 2.0)
             await self.context.probe_client.aclose()

@@ -38,6 +38,9 @@ class NodeStatus(ApiModel):
     # Rollout traffic versions this node's Envoy has confirmed, by "<namespace>/<deployment>"
     # (see shoal.api.rollout.TrafficRouting); the rollout waits for every Ready node.
     traffic: dict[str, int] = Field(default_factory=dict)
+    # Times the agent's supervisor restarted this node's Envoy after it died (kept across
+    # agent restarts; each one also an `EnvoyRestarted` Event on the Node).
+    envoy_restarts: int = 0
 
 
 class Node(Resource):

@@ -30,6 +30,7 @@ from shoal.agent.envoy import (
     apply_and_confirm,
     find_envoy_binary,
 )
+from shoal.agent.envoy.supervisor import describe_exit
 
 
 def table(port: int, upstream: Upstream) -> RoutingTable:
@@ -54,6 +55,11 @@ async def test_killed_envoy_is_restarted_and_serves_the_written_config(
         await asyncio.sleep(0.05)
     assert envoy.supervisor.restarts == 1
     assert envoy.supervisor.pid != old_pid
+    restart = envoy.supervisor.last_restart  # what the agent publishes (EnvoyRestarted)
+    assert restart is not None
+    assert (restart.count, restart.old_pid, restart.new_pid) == (1, old_pid, envoy.supervisor.pid)
+    assert restart.ended == "killed by SIGKILL"
+    assert 0 < restart.ready_s < 10
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{port}/")).text == "a"
 
@@ -124,3 +130,10 @@ async def test_envoy_that_cannot_start_gives_its_log_in_the_error(tmp_path: Path
     assert supervisor.state is EnvoyState.FATAL
     assert not supervisor.alive()
     await supervisor.stop()
+
+
+def test_how_envoy_ended_is_said_in_words() -> None:
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+    assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
+    assert describe_exit(1) == "exit code 1"
+    assert describe_exit(None) == "exit status unknown (adopted process)"

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,11 +29,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from shoal.agent.envoy.admin import EnvoyAdmin
+
+log = logging.getLogger(__name__)
 
 
 class EnvoyState(enum.Enum):
@@ -45,6 +49,35 @@ class EnvoyState(enum.Enum):
 
 class EnvoyNotFoundError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class EnvoyRestart:
+    """One restart by the supervisor, for the agent to publish (an Event, a counter).
+
+    `died_at` is the monotonic time the supervisor saw Envoy gone (it looks every 0.1 s);
+    `ready_s` the seconds from then until the new Envoy's admin API answered."""
+
+    count: int  # restarts by this supervisor so far, this one included
+    old_pid: int | None
+    new_pid: int
+    ended: str  # how the old Envoy ended: "killed by SIGKILL", "exit code 1"
+    died_at: float
+    ready_s: float
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, from Popen.returncode (negative: killed by that signal); None
+    when it was not our child (an Envoy adopted after an agent restart) and nobody saw."""
+    if returncode is None:
+        return "exit status unknown (adopted process)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit code {returncode}"
 
 
 class EnvoyStartError(RuntimeError):
@@ -103,6 +136,7 @@ class EnvoySupervisor:
         self.pid: int | None = None
         self.adopted = False
         self.restarts = 0
+        self.last_restart: EnvoyRestart | None = None
         self._create_time: float | None = None
         self._child: subprocess.Popen[bytes] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -223,7 +257,11 @@ class EnvoySupervisor:
                 if time.monotonic() - stable_since > 10:
                     failures = 0
                 continue
-            self._child = None  # already reaped by poll() in alive()
+            died_at, old_pid = time.monotonic(), self.pid
+            # poll() in alive() reaped our child and kept its status; an adopted Envoy is not
+            # our child, so how it ended is unknown.
+            ended = describe_exit(self._child.returncode if self._child is not None else None)
+            self._child = None
             self.state = EnvoyState.BACKOFF
             # First restart at once: the data plane is down until Envoy is back.
             await asyncio.sleep(min(0.1 * (2**failures - 1), 5.0))
@@ -235,8 +273,15 @@ class EnvoySupervisor:
             self.state = EnvoyState.RUNNING
             self.restarts += 1
             stable_since = time.monotonic()
+            assert self.pid is not None
+            self.last_restart = EnvoyRestart(
+                self.restarts, old_pid, self.pid, ended, died_at, stable_since - died_at
+            )
+            log.warning(
+                "envoy pid %s ended (%s); restarted as pid %s, ready after %.2fs",
+                old_pid, ended, self.pid, stable_since - died_at,
+            )  # fmt: skip
             if self.on_restart is not None:
-                assert self.pid is not None
                 await self.on_restart(self.pid)
 
     async def _terminate(self, grace_s: float) -> None:
