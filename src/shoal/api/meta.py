@@ -36,6 +36,18 @@ class OwnerReference(ApiModel):
     controller: bool = False
     block_owner_deletion: bool | None = None
 
+    @classmethod
+    def controller_of(cls, kind: str, owner: ObjectMeta) -> OwnerReference:
+        """The reference a controller puts on what it creates (`owner` controls it; it is
+        garbage-collected with the owner), with blockOwnerDeletion set as Kubernetes does."""
+        return cls(
+            kind=kind,
+            name=owner.name,
+            uid=owner.uid or "",
+            controller=True,
+            block_owner_deletion=True,
+        )
+
 
 class ObjectMeta(ApiModel):
     """Kubernetes-shaped metadata. Cluster-scoped kinds (Node) have `namespace` None."""

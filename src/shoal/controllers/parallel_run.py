@@ -127,14 +127,7 @@ def differ_pod_name(deployment: str, candidate: str, attempt: int = 0) -> str:
 
 
 def _owner(deployment: Deployment) -> OwnerReference:
-    meta = deployment.metadata
-    return OwnerReference(
-        kind="Deployment",
-        name=meta.name,
-        uid=meta.uid or "",
-        controller=True,
-        block_owner_deletion=True,
-    )
+    return OwnerReference.controller_of("Deployment", deployment.metadata)
 
 
 def _differ_ports(template: PodTemplateSpec) -> list[ContainerPort]:

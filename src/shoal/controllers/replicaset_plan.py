@@ -118,13 +118,7 @@ def build_pod(rs: ReplicaSet, name: str) -> Pod:
     hash_value = rs.metadata.labels.get(POD_TEMPLATE_HASH_LABEL)
     if hash_value and POD_TEMPLATE_HASH_LABEL not in labels:
         labels[POD_TEMPLATE_HASH_LABEL] = hash_value
-    owner = OwnerReference(
-        kind="ReplicaSet",
-        name=rs.metadata.name,
-        uid=rs.metadata.uid or "",
-        controller=True,
-        block_owner_deletion=True,
-    )
+    owner = OwnerReference.controller_of("ReplicaSet", rs.metadata)
     return Pod(
         kind="Pod",
         metadata=ObjectMeta(

@@ -90,13 +90,7 @@ def build_replica_set(
         REVISION_ANNOTATION: str(revision),
         **replica_annotations(deployment, surge),
     }
-    owner = OwnerReference(
-        kind="Deployment",
-        name=meta.name,
-        uid=meta.uid or "",
-        controller=True,
-        block_owner_deletion=True,
-    )
+    owner = OwnerReference.controller_of("Deployment", meta)
     return ReplicaSet(
         kind="ReplicaSet",
         metadata=ObjectMeta(

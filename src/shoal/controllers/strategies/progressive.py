@@ -183,13 +183,7 @@ class Decision:
             return f"analysis template {missing.args[0]} not found"
         except (MissingArgumentsError, ValueError) as error:
             return f"analysis {name} cannot start: {error}"
-        owner = OwnerReference(
-            kind="Deployment",
-            name=meta.name,
-            uid=meta.uid or "",
-            controller=True,
-            block_owner_deletion=True,
-        )
+        owner = OwnerReference.controller_of("Deployment", meta)
         run = AnalysisRun(
             kind="AnalysisRun",
             metadata=ObjectMeta(
