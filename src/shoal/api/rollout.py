@@ -49,9 +49,9 @@ from shoal.api.parallelrun import Duration, HeaderName, parse_duration_seconds
 from shoal.api.pod import PortNumber
 
 RolloutPhase = Literal["Progressing", "Paused", "Degraded", "Healthy"]
-#: Annotation carrying a user's request to the rollout controller: "<verb> <unique stamp>".
+#: Annotation carrying a user's request to the rollout controller: "<verb> <unique stamp>",
+#: verb one of promote, promote-full, abort, retry.
 ACTION_ANNOTATION = "rollout.shoal.dev/action"
-ACTIONS = ("promote", "promote-full", "abort", "retry")
 # Finished AnalysisRuns kept per Deployment; at least 1: the newest holds the current verdict.
 ANALYSIS_RUN_HISTORY = 5
 _ARG_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9_]*$")
