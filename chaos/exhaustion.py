@@ -147,6 +147,10 @@ async def disk_full(ctx: Context, result: Result) -> str:
         message = first_failure[1] if first_failure else ""
         result.check(first_failure is not None, "the 2 MB disk never filled")
         result.check(
+            first_failure is None or first_failure[0] == 507,
+            f"a write on a full disk is not 507 Insufficient Storage: {first_failure}",
+        )
+        result.check(
             "full" in message.lower() or "space" in message.lower(),
             f"the disk-full error does not say so: {first_failure}",
         )

@@ -101,10 +101,21 @@ class Unavailable(ApiError):
     reason = "ServiceUnavailable"
 
 
+class InsufficientStorage(ApiError):
+    """The server's disk is full: the write was not stored (nothing stored before is lost);
+    it can be sent again once there is space (HTTP 507, RFC 4918)."""
+
+    code = 507
+    reason = "InsufficientStorage"
+
+
 _BY_REASON: dict[str, type[ApiError]] = {
     cls.reason: cls
-    for cls in (BadRequest, NotFound, AlreadyExists, Conflict, Gone, Invalid, Unavailable)
-}
+    for cls in (
+        BadRequest, NotFound, AlreadyExists, Conflict, Gone, Invalid, Unavailable,
+        InsufficientStorage,
+    )
+}  # fmt: skip
 
 
 def error_from_status(code: int, body: dict[str, Any] | None) -> ApiError:

@@ -4,13 +4,16 @@ Called by `shoal.server.serve.serve_api` (and tests, through httpx's ASGI transp
 are generated per kind from `shoal.api.registry.KINDS` when the app is built, so kinds
 registered by feature modules before that get routes too. Every error leaves as a
 Kubernetes `Status` body: API errors with their code, FastAPI's own parameter validation
-as 422 with causes, unknown routes as 404/405, and anything unexpected as a 500 whose body
-says nothing internal (the traceback goes to the log).
+as 422 with causes, unknown routes as 404/405, a full disk under the store as 507
+InsufficientStorage (SQLITE_FULL or ENOSPC behind the error), and anything unexpected as a 500
+whose body says nothing internal (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +26,14 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 import shoal
-from shoal.api.errors import ApiError, Cause, Invalid, Unavailable, field_path
+from shoal.api.errors import (
+    ApiError,
+    Cause,
+    InsufficientStorage,
+    Invalid,
+    Unavailable,
+    field_path,
+)
 from shoal.api.meta import API_VERSION
 from shoal.api.registry import KINDS
 from shoal.server.apply import add_apply_route
@@ -56,8 +66,39 @@ def _http_status(code: int, message: str) -> JSONResponse:
     return status_response(error)
 
 
-async def _api_error(_request: Request, error: Exception) -> Response:
+def storage_full(error: BaseException) -> bool:
+    """True when `error` or an exception behind it is a full disk: SQLite's SQLITE_FULL
+    ("database or disk is full"; the store wraps it in an ApiError) or an OSError ENOSPC."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.Error) and (
+            getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "database or disk is full" in str(current)
+        ):
+            return True
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _insufficient_storage(request: Request, error: BaseException) -> Response:
+    log.error("disk full on %s %s: %s", request.method, request.url.path, error)
+    return status_response(
+        InsufficientStorage(
+            "the server's disk is full (the data directory has no space left): this write "
+            "was not stored, and nothing stored before is lost; free some space on the "
+            "server, then send it again"
+        )
+    )
+
+
+async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
+    if error.code == 500 and storage_full(error):
+        return _insufficient_storage(request, error)
     return status_response(error)
 
 
@@ -79,6 +120,8 @@ async def _http_exception(_request: Request, error: Exception) -> Response:
 
 
 async def _unexpected(request: Request, error: Exception) -> Response:
+    if storage_full(error):
+        return _insufficient_storage(request, error)
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return _http_status(500, "internal error; the server log has the details")
 
