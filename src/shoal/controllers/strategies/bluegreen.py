@@ -68,9 +68,7 @@ def _post_promotion(d: Decision, active: ReplicaSet, verb: str | None) -> set[st
         return set()
     name = f"{d.deployment.metadata.name}-{hash_of(active)}-post{_run_suffix(d)}"
     problem = d.start_run(name, ref, hash_of(active))
-    run = d.run_named(name)
-    phase = run.status.phase if run is not None else "Pending"
-    detail = (run.status.message if run is not None else None) or ""
+    phase, detail = d.run_phase(name)
     if verb == "promote" or phase == "Successful":
         s.post_promotion_done = True
         d.stop_run()
@@ -141,9 +139,7 @@ def _await_promotion(d: Decision, new: ReplicaSet) -> None:
         if ref is not None and not s.promote_full:
             name = f"{d.deployment.metadata.name}-{hash_of(new)}-pre{_run_suffix(d)}"
             problem = d.start_run(name, ref, hash_of(new))
-            run = d.run_named(name)
-            phase = run.status.phase if run is not None else "Pending"
-            detail = (run.status.message if run is not None else None) or ""
+            phase, detail = d.run_phase(name)
             if problem is not None or phase in ("Failed", "Error"):
                 _abort(
                     d,

@@ -152,9 +152,7 @@ def _run_step(d: Decision, stable: ReplicaSet, new: ReplicaSet) -> bool:
         if problem is not None:
             _abort(d, problem, stable)
             return False
-        run = d.run_named(name)
-        phase = run.status.phase if run is not None else "Pending"
-        detail = (run.status.message if run is not None else None) or ""
+        phase, detail = d.run_phase(name)
         if phase == "Successful":
             d.event("Normal", "AnalysisSuccessful", f"Analysis {name} successful")
             return True

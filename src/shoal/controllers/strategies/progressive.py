@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from shoal.analysis.run import MissingArgumentsError, build_run_spec
-from shoal.api.analysis import AnalysisRun
+from shoal.api.analysis import AnalysisRun, RunPhase
 from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL, Deployment
 from shoal.api.meta import Condition, ObjectMeta, OwnerReference
 from shoal.api.pod import PodTemplateSpec
@@ -163,6 +163,13 @@ class Decision:
     # -- analysis ----------------------------------------------------------------------
     def run_named(self, name: str) -> AnalysisRun | None:
         return next((r for r in self.ctx.observed.analysis_runs if r.metadata.name == name), None)
+
+    def run_phase(self, name: str) -> tuple[RunPhase, str]:
+        """The run's phase and message ("Pending" and "" while it is not observed yet)."""
+        run = self.run_named(name)
+        if run is None:
+            return "Pending", ""
+        return run.status.phase, run.status.message or ""
 
     def start_run(self, name: str, ref: AnalysisRef, canary_hash: str | None) -> str | None:
         """Create the run `name` unless it exists; returns an error message when it cannot be
