@@ -4,20 +4,35 @@ serves the last confirmed config (the same endpoints) within 2 s of the kill.
 Figures per kill: time until a request through the Service port succeeds again, time until
 the new Envoy lists the same endpoints, requests that failed meanwhile (a dead proxy refuses
 connections: those failures are counted, not forbidden), and none may fail after recovery.
+Shoal must publish every restart itself: Node.status.envoyRestarts counts them and each is an
+EnvoyRestarted Event on the Node (how Envoy ended, when its config was confirmed again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from bench.loadgen import HttpLoad, RawConnection, free_port
 
-from chaos.harness import Cluster, Context, Result, deployment, envoy_hosts, say, service, wait_for
+from chaos.harness import (
+    Cluster,
+    Context,
+    Result,
+    deployment,
+    envoy_hosts,
+    list_items,
+    say,
+    service,
+    wait_for,
+)
 
 TITLE = "Envoy kill -9 under load"
 RECOVERY_LIMIT = 2.0
 CLUSTER = "default.web.all"
+NODE = "chaos"  # the harness's --node-name
+CONFIRMED = re.compile(r"config confirmed (\d+\.\d+)s")
 
 
 async def serves(port: int) -> bool:
@@ -81,12 +96,48 @@ async def run(ctx: Context, result: Result) -> None:
                 recoveries.append(recovered)
         figures = await load.stop()
         say(f"load: {figures.describe()}; Envoy restarts seen: {len(recoveries)} of {kills}")
+        published = await _published(cluster, kills)
+        counted = (await cluster.client.request_json("GET", f"/api/v1/nodes/{NODE}"))["status"]
+        for message in published:
+            say(f"EnvoyRestarted: {message}")
+        confirmed = [float(m) for text in published for m in CONFIRMED.findall(text)]
+        say(
+            f"shoal published {len(published)} EnvoyRestarted events, Node.status.envoyRestarts "
+            f"= {counted.get('envoyRestarts')}; config confirmed after "
+            f"{', '.join(f'{c:.2f}s' for c in confirmed) or 'never'}"
+        )
+        result.check(
+            len(published) == kills and counted.get("envoyRestarts") == kills,
+            f"{kills} kills, but {len(published)} EnvoyRestarted events and "
+            f"envoyRestarts={counted.get('envoyRestarts')}",
+        )
         result.load = f"{figures.total:,} req, {kills} Envoy kill -9"
         result.failed = str(figures.failed)
         result.lost = "0 endpoints" if not result.problems else "see above"
         result.recovery = f"max {max(recoveries):.2f}s" if recoveries else "never"
+        if confirmed:
+            result.recovery += f", confirmed {max(confirmed):.2f}s"
+        result.recovery += f", {len(published)} published"
     finally:
         await cluster.close()
+
+
+async def _published(cluster: Cluster, kills: int) -> list[str]:
+    """The messages of the EnvoyRestarted Events on the Node, once there are `kills` of them
+    (or whatever there is after 10 s)."""
+    found: list[str] = []
+
+    async def all_there() -> bool:
+        events = await list_items(cluster.client, "events")
+        found[:] = [
+            e["message"]
+            for e in events
+            if e.get("reason") == "EnvoyRestarted" and e["involvedObject"]["name"] == NODE
+        ]
+        return len(found) >= kills
+
+    await wait_for(all_there, 10, interval=0.2)
+    return found
 
 
 async def _same(admin: int, hosts: set[str]) -> bool:
