@@ -12,14 +12,13 @@ harness in tests/e2e starts it and stops it by pid):
   3. apply -> ready: a bare Pod of the probe app applied through the API until its status says
      ready (bound by the scheduler, started by the agent, readiness probe every 10 ms), p50 over
      N pods per isolation, alternating, in one run (goal: sandbox adds < 50 ms);
-  4. a neighbour's p99 under a paced load (200 req/s through its Service) in alternating
-     windows with a noisy pod paused and running: an OOM loop (children allocating twice the
-     memory limit, 100m CPU) and, as the control, a CPU burner with the same CPU limit; the
-     median of per-window ratios (goal < 1.2x). The control tells what the OOM kills cost from
-     what the CPU they use costs on a busy machine.
+  4. a neighbour's p99 under a paced load (200 req/s through its Service) beside an OOM loop,
+     a CPU-only control with the same CPU limit (both frozen and thawed in A B B A windows), and
+     a pod OOM-killed and restarted by policy (bench/sandbox_neighbour.py has the method)
+     (goal < 1.2x).
 Needs root, bubblewrap and cgroups. Every pod is stopped by the driver before the next starts.
 Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 1] [--rounds 10]
-[--app-cpus 0] [--load-cpus 1] [--pairs 8] [--parts driver,system,neighbour]
+[--app-cpus 0] [--load-cpus 1] [--pairs 6] [--parts driver,system,neighbour]
 [--driver-parts start,throughput]`.
 Other load on the machine shows in both columns; the load average is printed.
 """
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sandbox_neighbour import neighbour_figures
 from sandbox_throughput import throughput
 
 from shoal.agent.drivers.base import Driver, ProcessSpec, TaskHandle
@@ -200,39 +200,6 @@ def system_figures(pods: int, pairs: int, parts: set[str]) -> None:
             neighbour_figures(server, app, pairs, cluster, boxes)
 
 
-def neighbour_figures(server: Any, app: Path, pairs: int, cluster: Any, boxes: Any) -> None:
-    port = cluster.free_port()
-    limits = {"cpu": "1", "memory": "128Mi", "pids": 64}
-    neighbour = boxes.app_in_sandbox("neighbour", app, replicas=1, limits=limits)
-    server.client.apply_all([neighbour, cluster.service("neighbour", port)])
-    cluster.wait_rollout(server.client, "neighbour")
-    boxes.PacedLoad(port, clients=2).run(2.0)  # warm up
-    noisy = {
-        "OOM loop (2x its 64Mi limit, 100m CPU)": (boxes.OOM_LOOP, str(128 * 2**20)),
-        "CPU burner (control, 100m CPU)": (boxes.CPU_BURN, "-"),
-    }
-    for label, (code, argument) in noisy.items():
-        limits = {"memory": "64Mi", "cpu": "100m"}
-        server.client.apply_all([boxes.script_deployment("noisy", code, argument, limits)])
-        pod = cluster.wait_for(
-            "the noisy pod", lambda: running(cluster.pods_of(server.client, "noisy"))
-        )
-        time.sleep(1.0)
-        figures = boxes.measure_interference(port, pod.status.pid, pairs=pairs, seconds=2.0)
-        log = boxes.pod_log(server, pod.metadata.name)
-        kills = log.rsplit("oom kills", 1)[1].split()[0] if "oom kills" in log else "0"
-        print(
-            f"neighbour p99 at 200 req/s, noisy pod: {label}: {figures.describe()} "
-            f"(goal < 1.2x; {kills} OOM kills so far, {figures.failures} failed requests)"
-        )
-        server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/noisy")
-        cluster.wait_for("the noisy pod to go", lambda: not cluster.pods_of(server.client, "noisy"))
-
-
-def running(pods: list[Any]) -> Any:
-    return next((pod for pod in pods if pod.status.pid is not None), None)
-
-
 async def driver_figures(options: argparse.Namespace, why: str) -> None:
     root = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="shoal-bench-sandbox-"))
     os.chmod(root, 0o755)  # the pods' uid must be able to enter it
@@ -289,7 +256,7 @@ def main() -> None:
     parser.add_argument("--app-cpus", default="0", help="CPUs the apps run on ('': any)")
     parser.add_argument("--load-cpus", default="1", help="CPUs wrk runs on ('': any)")
     parser.add_argument("--driver-parts", default="start,throughput")
-    parser.add_argument("--pairs", type=int, default=8, help="neighbour windows per noisy pod")
+    parser.add_argument("--pairs", type=int, default=6, help="neighbour ABBA blocks per noisy pod")
     parser.add_argument("--parts", default="driver,system,neighbour")
     options = parser.parse_args()
     parts = set(options.parts.split(","))
