@@ -76,6 +76,11 @@ async def test_envoy_without_clusters_or_nodes_is_an_error_not_a_value() -> None
     assert "no Service" in (await measure(envoy, Target())).error  # type: ignore[operator]
     no_nodes = await measure(envoy, Target(clusters=("ns.web.h",)))
     assert no_nodes.error is not None and "node" in no_nodes.error
+    partial = Target(clusters=("ns.web.h",), agents={"a": "http://x"}, unreadable=("b",))
+    unreadable = await measure(envoy, partial)
+    assert (
+        unreadable.error is not None and "b route traffic but report no agent" in unreadable.error
+    )
 
 
 def test_pick_walks_dots_and_indexes() -> None:

@@ -43,6 +43,9 @@ class Target:
     clusters: tuple[str, ...] = ()
     agents: Mapping[str, str] = field(default_factory=dict)
     previous: dict[str, Any] | None = None
+    # Routing nodes that report no agent API port: their share of the traffic cannot be read,
+    # and a measurement without it would judge part of the version as the whole.
+    unreadable: tuple[str, ...] = ()
 
 
 def pick(document: Any, path: str | None) -> Any:
@@ -121,6 +124,9 @@ async def measure(metric: Metric, target: Target) -> Observation:
     assert provider.envoy is not None
     if not target.clusters:
         return Observation(error="no Service routes to this Deployment: nothing to measure")
+    if target.unreadable:
+        nodes = ", ".join(target.unreadable)
+        return Observation(error=f"node(s) {nodes} route traffic but report no agent API port")
     if not target.agents:
         return Observation(error="no Ready node with an Envoy reports its agent API port")
     try:

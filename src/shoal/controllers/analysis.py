@@ -153,7 +153,8 @@ class AnalysisExecutor:
         }
         clusters = tuple(cluster_name(namespace, svc, revision) for svc in services if revision)
         previous = result.snapshot if result is not None else None
-        return Target(clusters=clusters, agents=agents, previous=previous)
+        unreadable = tuple(n.metadata.name for n in nodes if n.status.agent_port is None)
+        return Target(clusters=clusters, agents=agents, previous=previous, unreadable=unreadable)
 
     async def _services(self, namespace: str, args: dict[str, str]) -> list[str]:
         """The Services whose selector picks the Deployment's pods."""
