@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from shoal.agent.drivers.base import Limits
 from shoal.agent.sandbox.cgroupfs import (
+    cpu_period_us,
     cpu_quota_us,
     limit_files_v1,
     limit_files_v2,
@@ -30,8 +31,8 @@ def test_limits_v1_layout() -> None:
     assert writes == [
         ("memory", "memory.limit_in_bytes", str(64 << 20)),
         ("memory", "memory.memsw.limit_in_bytes", str(64 << 20)),
-        ("cpu", "cpu.cfs_period_us", "100000"),
-        ("cpu", "cpu.cfs_quota_us", "50000"),
+        ("cpu", "cpu.cfs_period_us", "10000"),
+        ("cpu", "cpu.cfs_quota_us", "5000"),
         ("pids", "pids.max", "50"),
     ]
     unlimited = dict(((c, f), v) for c, f, v in limit_files_v1(Limits(), False))
@@ -46,19 +47,31 @@ def test_limits_v2_layout() -> None:
     assert writes == [
         ("memory.max", "1000"),
         ("memory.swap.max", "0"),
-        ("cpu.max", "150000 100000"),
+        ("cpu.max", "15000 10000"),
         ("pids.max", "7"),
     ]
     assert dict(limit_files_v2(Limits(), False)) == {
         "memory.max": "max",
-        "cpu.max": "max 100000",
+        "cpu.max": "max 10000",
         "pids.max": "max",
     }
 
 
 def test_cpu_quota_has_kernel_minimum() -> None:
     assert cpu_quota_us(1) == 1000
-    assert cpu_quota_us(2000) == 200_000
+    assert cpu_quota_us(2000) == 20_000
+
+
+def test_short_cpu_periods_keep_small_limits_exact() -> None:
+    # 10 ms periods (short bursts at the quota), longer ones where a 10 ms period would need
+    # a quota under the kernel's 1 ms minimum: the share of a CPU stays what the limit says.
+    assert cpu_period_us(None) == cpu_period_us(500) == cpu_period_us(100) == 10_000
+    assert (cpu_period_us(50), cpu_quota_us(50)) == (20_000, 1000)
+    assert (cpu_period_us(3), cpu_quota_us(3)) == (333_334, 1000)
+    assert (cpu_period_us(1), cpu_quota_us(1)) == (1_000_000, 1000)
+    for millis in (1, 3, 7, 10, 50, 99, 100, 250, 1000, 4000):
+        share = cpu_quota_us(millis) / cpu_period_us(millis)
+        assert abs(share - millis / 1000) <= 0.001 * millis / 1000 + 1e-6, millis
 
 
 def test_parse_mountinfo_hybrid() -> None:

@@ -80,7 +80,7 @@ async def test_v2_create_writes_limits_and_enables_controllers(tmp_path: Path) -
         "+memory +pids +cpu"
     )
     assert (pod.path / "memory.max").read_text() == str(128 << 20)
-    assert (pod.path / "cpu.max").read_text() == "25000 100000"
+    assert (pod.path / "cpu.max").read_text() == "2500 10000"
     assert (pod.path / "pids.max").read_text() == "64"
     assert not (pod.path / "cgroup.subtree_control").exists()  # a pod cgroup is a leaf
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 from shoal.agent.drivers.base import Limits
 
-CPU_PERIOD_US = 100_000
+# The CFS period. Not the kernel's (and Kubernetes') 100 ms: a pod at its quota runs in bursts
+# as long as its quota per period (10 ms for 100m), holding a core its neighbours wait for;
+# 10 ms periods make those bursts ten times shorter (bench/bench_sandbox.py's neighbour p99).
+# A limit under 100m gets a longer period, so that its quota keeps the kernel's 1 ms minimum.
+CPU_PERIOD_US = 10_000
+MIN_QUOTA_US = 1_000
+MAX_PERIOD_US = 1_000_000  # the kernel's maximum
 # v1 controllers a pod cgroup joins. cpuset is left out on purpose: a v1 cpuset cgroup refuses
 # tasks until cpuset.cpus/mems are filled in, and shoal does not pin CPUs.
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
@@ -46,9 +52,18 @@ class Mounts:
     v1_roots: dict[str, str] = field(default_factory=dict)  # controller -> mount root
 
 
-def cpu_quota_us(cpu_millis: int, period_us: int = CPU_PERIOD_US) -> int:
+def cpu_period_us(cpu_millis: int | None) -> int:
+    """CFS period for a limit of `cpu_millis`: CPU_PERIOD_US, longer for limits under 100m."""
+    if not cpu_millis:
+        return CPU_PERIOD_US
+    needed = -(-MIN_QUOTA_US * 1000 // cpu_millis)  # rounded up
+    return min(MAX_PERIOD_US, max(CPU_PERIOD_US, needed))
+
+
+def cpu_quota_us(cpu_millis: int, period_us: int | None = None) -> int:
     """CFS quota for `cpu_millis` thousandths of a CPU (at least 1 ms, the kernel's minimum)."""
-    return max(1000, cpu_millis * period_us // 1000)
+    period = cpu_period_us(cpu_millis) if period_us is None else period_us
+    return max(MIN_QUOTA_US, cpu_millis * period // 1000)
 
 
 def limit_files_v1(limits: Limits, swap_accounting: bool) -> list[tuple[str, str, str]]:
@@ -59,7 +74,7 @@ def limit_files_v1(limits: Limits, swap_accounting: bool) -> list[tuple[str, str
     if swap_accounting:
         # memsw must stay >= memory: written after it; equal values mean "no swap".
         writes.append(("memory", "memory.memsw.limit_in_bytes", memory))
-    writes.append(("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US)))
+    writes.append(("cpu", "cpu.cfs_period_us", str(cpu_period_us(limits.cpu_millis))))
     quota = "-1" if limits.cpu_millis is None else str(cpu_quota_us(limits.cpu_millis))
     writes.append(("cpu", "cpu.cfs_quota_us", quota))
     writes.append(("pids", "pids.max", "max" if limits.pids is None else str(limits.pids)))
@@ -73,7 +88,7 @@ def limit_files_v2(limits: Limits, swap_file: bool) -> list[tuple[str, str]]:
     if swap_file:
         writes.append(("memory.swap.max", "0"))
     quota = "max" if limits.cpu_millis is None else str(cpu_quota_us(limits.cpu_millis))
-    writes.append(("cpu.max", f"{quota} {CPU_PERIOD_US}"))
+    writes.append(("cpu.max", f"{quota} {cpu_period_us(limits.cpu_millis)}"))
     writes.append(("pids.max", "max" if limits.pids is None else str(limits.pids)))
     return writes
 
