@@ -132,6 +132,10 @@ def test_analysis_runs_show_verdict_deployment_step_and_metrics() -> None:
     assert row[1] == "Successful" and row[4] == "pre-promotion (retry 2)"
     assert row[5] == "success-rate 3/3 ok, smoke 1/1 ok"
     assert table_rows(printer, [analysis_run("handmade", {})], NOW)[0][4] == "<none>"
+    long = {**measured, "startedAt": "2026-01-01T00:00:00Z", "value": '{"products": ' + "x" * 99}
+    status["metricResults"] = [{"name": "smoke", "count": 1, "measurements": [long]}]
+    wide = table_rows(printer, [analysis_run("web-7dzq2-3", status)], NOW, wide=True)[0]
+    assert wide[8] == 'smoke={"products": ' + "x" * 24 + "..."  # the value cut to 40
 
 
 def test_diff_reports_show_their_tallies() -> None:

@@ -186,6 +186,11 @@ def metric_summary(metric: Metric, result: MetricResult | None) -> str:
     return f"{metric.name} {result.count}/{metric.count} {word}{detail}"
 
 
+def _short(text: str, limit: int) -> str:
+    """A cell of at most `limit` characters (a web metric's value may be a whole document)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def run_step(run: AnalysisRun) -> str:
     """Which rollout step the run judges, from its name `<deployment>-<hash>-<step>[-<try>]`
     (canary: the step's number; blue-green: pre or post promotion)."""
@@ -205,7 +210,7 @@ def _analysisrun_cells(run: AnalysisRun, now: datetime) -> tuple[Cells, Cells]:
     if status.started_at is not None:
         took = format_seconds(((status.finished_at or now) - status.started_at).total_seconds())
     last = [
-        f"{r.name}={r.measurements[-1].value or r.measurements[-1].message or ''}"
+        f"{r.name}={_short(r.measurements[-1].value or r.measurements[-1].message or '', 40)}"
         for r in status.metric_results
         if r.measurements
     ]
@@ -219,7 +224,7 @@ def _analysisrun_cells(run: AnalysisRun, now: datetime) -> tuple[Cells, Cells]:
             metrics,
             format_age(run.metadata.creation_timestamp, now),
         ],
-        [took, "; ".join(last) or NONE, status.message or NONE],
+        [took, "; ".join(last) or NONE, _short(status.message or NONE, 120)],
     )
 
 
