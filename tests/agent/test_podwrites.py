@@ -88,7 +88,9 @@ class FakeApi:
         return self.stored
 
 
-def rig(slots: WriteSlots | None = None) -> tuple[FakeApi, PodWrites, list[Pod]]:
+def rig(
+    slots: WriteSlots | None = None, linger: float = 0.0
+) -> tuple[FakeApi, PodWrites, list[Pod]]:
     pod = Pod(
         metadata=ObjectMeta(name="p", namespace="default", uid="uid-1", resource_version="1"),
         spec=PodSpec(command=["true"]),
@@ -96,7 +98,7 @@ def rig(slots: WriteSlots | None = None) -> tuple[FakeApi, PodWrites, list[Pod]]
     api = FakeApi(pod)
     client = cast(AsyncClient, api)
     seen: list[Pod] = []
-    writes = PodWrites(client, Informer(client, Pod), pod, seen.append, slots=slots)
+    writes = PodWrites(client, Informer(client, Pod), pod, seen.append, slots=slots, linger=linger)
     return api, writes, seen
 
 
@@ -117,6 +119,12 @@ def test_readiness_and_phase_changes_are_urgent_crash_loop_bookkeeping_is_not() 
     assert is_urgent(ready, coalesce(ready, [crash]))  # ready -> not ready
     looping = coalesce(running, [crash])
     assert not is_urgent(looping, coalesce(looping, [run_with(5), crash]))
+    assert not is_urgent(looping, coalesce(looping, [run_with(5)]))  # CrashLoopBackOff gone
+    failure = ExitStatus(None, None, "ExecutableNotFound", 1.0, 1.0, "serve: not found")
+    failing = coalesce(running, [partial(podstatus.start_failed, failure=failure)])
+    assert is_urgent(running, failing)  # why it cannot run: the user waits on it
+    again = partial(podstatus.waiting, reason="ExecutableNotFound", message="back-off 1s")
+    assert not is_urgent(failing, coalesce(failing, [again]))  # a start-failure loop
 
 
 def test_a_batch_is_the_status_changes_up_to_a_finalizer_change_or_that_change_alone() -> None:
@@ -145,6 +153,37 @@ async def test_changes_queued_behind_a_write_in_flight_go_in_one_write() -> None
     final = api.stored.status
     assert (final.restart_count, final.pid, final.phase) == (2, HANDLE.pid, "Running")
     assert seen[-1].status == final and writes.latest().status == final
+
+
+async def test_a_restart_lingers_for_the_next_change_which_goes_with_it() -> None:
+    api, writes, _ = rig(linger=30.0)
+    api.stored.status = coalesce(PodStatus(), [run_with(0), crash])
+    restarted = writes.status(run_with(1), linger=True)  # routine, likely superseded soon
+    await asyncio.sleep(0.05)
+    assert api.writes == [] and not restarted.done()
+    crashed = writes.status(crash)  # routine, but not lingering: both go now, in one write
+    await asyncio.wait_for(asyncio.gather(restarted, crashed), 5)
+    assert api.writes == ["status"]
+    final = api.stored.status
+    assert (final.restart_count, final.pid, final.reason) == (1, None, podstatus.CRASH_LOOP)
+
+
+async def test_an_urgent_change_cuts_a_linger_short() -> None:
+    api, writes, _ = rig(linger=30.0)
+    api.stored.status = coalesce(PodStatus(), [run_with(0), crash])
+    restarted = writes.status(run_with(1), linger=True)
+    await asyncio.sleep(0.05)
+    ready = writes.status(podstatus.ready)
+    await asyncio.wait_for(asyncio.gather(restarted, ready), 5)
+    assert api.writes == ["status"]
+    assert (api.stored.status.restart_count, api.stored.status.ready) == (1, True)
+
+
+async def test_a_lingering_change_alone_is_written_after_the_linger() -> None:
+    api, writes, _ = rig(linger=0.05)
+    api.stored.status = coalesce(PodStatus(), [run_with(0), crash])
+    await asyncio.wait_for(writes.status(run_with(1), linger=True), 5)
+    assert api.writes == ["status"] and api.stored.status.restart_count == 1
 
 
 async def test_an_unchanged_status_is_not_written() -> None:

@@ -5,8 +5,11 @@ Called only by the pod worker. A write is asked for synchronously (`status(mutat
 per pod sends them, in the order they were asked for, at most one request in flight per pod.
 Status changes that queue up while a write is in flight or waits for one of the agent's write
 slots (writeslots.py) are coalesced: they are applied in order to the newest status and sent
-as one write (latest state wins), so a crash loop costs about one write per restart however
-far behind the API is. A finalizer change is never merged with status changes.
+as one write (latest state wins). A routine change (one that changes neither the phase,
+readiness nor a start failure's reason: a crash-looping pod's restart bookkeeping) waits behind
+urgent ones for a slot. A restart's new process may be asked to `linger`: its write waits up to
+a second for the next change, so a process that crashes at once costs one write per restart
+(its exit and back-off), not two. A finalizer change is never merged with status changes.
 
 Reads start from the agent's informer cache (the newest version the agent knows), a 409
 Conflict re-reads the pod from the server and applies the changes again, and every version the
@@ -25,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shoal.agent.podstatus import CRASH_LOOP
 from shoal.agent.writeslots import WriteSlots
 from shoal.api.errors import ApiError, Conflict, NotFound
 from shoal.api.meta import find_condition
@@ -36,6 +40,9 @@ log = logging.getLogger(__name__)
 
 ATTEMPTS = 10
 GATE_SECONDS = 1.0
+# How long a restart's write waits for more changes to join it: a crash-looping process started
+# and gone within it costs one write per restart, not two.
+LINGER_SECONDS = 1.0
 Mutation = Callable[[PodStatus], None]
 T = TypeVar("T")
 
@@ -44,6 +51,7 @@ T = TypeVar("T")
 class _StatusChange:
     mutate: Mutation
     done: asyncio.Future[None]
+    linger: bool = False
 
 
 @dataclass
@@ -65,7 +73,9 @@ def coalesce(status: PodStatus, mutations: Sequence[Mutation]) -> PodStatus:
     return result
 
 
-def readiness(status: PodStatus) -> tuple[str, bool, str | None, str | None]:
+def urgent_view(status: PodStatus) -> tuple[str, bool, str | None, str | None, str | None]:
+    """What a change must touch to be urgent: the phase, readiness, and why the pod cannot run
+    (a start failure's reason; CrashLoopBackOff comes and goes with every restart, so not it)."""
     ready = find_condition(status.conditions, "Ready")
     containers = find_condition(status.conditions, "ContainersReady")
     return (
@@ -73,13 +83,30 @@ def readiness(status: PodStatus) -> tuple[str, bool, str | None, str | None]:
         status.ready,
         ready.status if ready else None,
         containers.status if containers else None,
+        None if status.reason == CRASH_LOOP else status.reason,
     )
 
 
 def is_urgent(before: PodStatus, after: PodStatus) -> bool:
-    """A write that changes the phase or readiness goes before routine ones: routing and the
-    controllers wait on it; a crash-looping pod's restart bookkeeping can wait."""
-    return readiness(before) != readiness(after)
+    """A write that changes the phase, readiness or a start failure's reason goes before
+    routine ones: routing, the controllers and the user wait on it; a crash-looping pod's
+    restart bookkeeping can wait."""
+    return urgent_view(before) != urgent_view(after)
+
+
+def is_urgent_batch(status: PodStatus, batch: Sequence[_Change]) -> bool:
+    """A finalizer change is urgent (it is asked for once per pod, and a deletion or the first
+    start waits on it); status changes are when they change the phase or readiness."""
+    if not batch:
+        return False
+    if isinstance(batch[0], _FinalizerChange):
+        return True
+    return is_urgent(status, coalesce(status, _mutations(batch)))
+
+
+def lingers(batch: Sequence[_Change]) -> bool:
+    """A batch waits for more only while every change in it asked to linger."""
+    return bool(batch) and all(isinstance(c, _StatusChange) and c.linger for c in batch)
 
 
 def next_batch(queue: Sequence[_Change]) -> list[_Change]:
@@ -117,6 +144,7 @@ class PodWrites:
         gate: asyncio.Event | None = None,
         *,
         slots: WriteSlots | None = None,
+        linger: float = LINGER_SECONDS,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -127,7 +155,9 @@ class PodWrites:
         self.gate = gate or asyncio.Event()
         if gate is None:
             self.gate.set()
+        self.linger = linger
         self._queue: list[_Change] = []
+        self._nudge = asyncio.Event()  # something was queued (may end a linger)
         self._writer: asyncio.Task[None] | None = None
         self.sent = 0  # API writes sent (status and finalizer), for tests and figures
 
@@ -137,12 +167,13 @@ class PodWrites:
             self.pod = cached
         return self.pod
 
-    def status(self, mutate: Mutation) -> asyncio.Future[None]:
+    def status(self, mutate: Mutation, *, linger: bool = False) -> asyncio.Future[None]:
         """Apply `mutate` to the newest status and write it, unless it changes nothing. The
         future is done once a write including it landed, or it was dropped because the pod is
-        gone or the server refused it (logged)."""
+        gone or the server refused it (logged). `linger`: a routine change that is likely to be
+        superseded soon (a restarted process) waits up to `linger` seconds for the next one."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._enqueue(_StatusChange(mutate, done))
+        self._enqueue(_StatusChange(mutate, done, linger))
         return done
 
     def finalizer(self, name: str, present: bool) -> asyncio.Future[bool]:
@@ -161,17 +192,14 @@ class PodWrites:
 
     def _enqueue(self, change: _Change) -> None:
         self._queue.append(change)
+        self._nudge.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_all())
 
     async def _write_all(self) -> None:
         await self._wait_gate()
         while self._queue:
-            batch = next_batch(self._queue)
-            urgent = False
-            if isinstance(batch[0], _StatusChange):
-                current = self.latest().status
-                urgent = is_urgent(current, coalesce(current, _mutations(batch)))
+            urgent = await self._linger()
             async with self.slots.hold(urgent):
                 # Status changes queued while we waited for the slot go in the same write.
                 batch = next_batch(self._queue)
@@ -190,6 +218,23 @@ class PodWrites:
                     for failed in batch:
                         if not failed.done.done():
                             failed.done.set_exception(error)
+
+    async def _linger(self) -> bool:
+        """Hold a lingering routine write back for up to `linger` seconds, so that what queues
+        meanwhile goes in the same write; any other change ends the wait. Returns whether the
+        write is urgent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger
+        await asyncio.sleep(0)  # what the caller asks for in the same step joins this write
+        while True:
+            batch = next_batch(self._queue)
+            urgent = is_urgent_batch(self.latest().status, batch)
+            remaining = deadline - loop.time()
+            if urgent or remaining <= 0 or not lingers(batch):
+                return urgent
+            self._nudge.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), remaining)
 
     async def _wait_gate(self) -> None:
         if not self.gate.is_set():

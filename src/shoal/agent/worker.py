@@ -212,9 +212,13 @@ class PodWorker:
         self.ctx.records.save(record)
         running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
         address, count = self.ctx.address, history.restart_count
-        # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites).
-        self._later(self.writes.status(partial(running, address=address, restart_count=count)))
-        self.ctx.recorder.record(pod, "Normal", "Started", f"started pid {started.pid}")
+        # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites). A
+        # restart's write lingers: should the process crash at once, one write tells both.
+        write = partial(running, address=address, restart_count=count)
+        self._later(self.writes.status(write, linger=count > 0))
+        # One message for every start, so a restart bumps the count of one Event (the pid is
+        # in the status) instead of adding an Event per restart.
+        self.ctx.recorder.record(pod, "Normal", "Started", "started the pod's process")
         return chosen, started
 
     def _process_spec(self, ports: dict[str, int]) -> ProcessSpec:
