@@ -67,6 +67,16 @@ def test_failure_limit_counts_failures_and_names_values() -> None:
     assert "result >= 0.99" in result.message
 
 
+def test_a_verdict_quotes_long_values_cut() -> None:
+    """A web metric's value can be a whole document; the verdict (and a Degraded reason built
+    from it) quotes at most 60 characters of each."""
+    m = metric(successCondition="len(result) > 99", count=1)
+    document = {"products": ["x" * 20] * 10}
+    result = measure_all(m, [document])
+    assert result.phase == "Failed" and '{"products": ["xxxx' in result.message
+    assert len(result.message) < 200
+
+
 def test_count_measurements_succeed() -> None:
     m = metric(successCondition="result >= 0.99", count=3)
     assert measure_all(m, [1.0, 1.0]).phase == "Running"

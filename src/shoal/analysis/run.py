@@ -186,9 +186,13 @@ def record(
     return result
 
 
+VALUE_IN_MESSAGE = 60  # characters of each value a verdict quotes (it ends up in reasons)
+
+
 def _recent_values(result: MetricResult, phase: str, limit: int = 5) -> str:
     values = [m.value or "null" for m in result.measurements if m.phase == phase][-limit:]
-    return ", ".join(values)
+    cut = VALUE_IN_MESSAGE
+    return ", ".join(v if len(v) <= cut else v[: cut - 3] + "..." for v in values)
 
 
 def _metric_verdict(metric: Metric, result: MetricResult) -> tuple[Any, str | None]:
