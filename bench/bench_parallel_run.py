@@ -2,7 +2,7 @@
 ParallelRun mirrors 100 % of them, against the same app without mirroring, interleaved in one
 run; then the live requests that fail when the differ is killed mid-run.
 
-    .venv/bin/python bench/bench_parallel_run.py [--rounds 6] [--seconds 20] [--rate 200]
+    .venv/bin/python bench/bench_parallel_run.py [--rounds 10] [--seconds 15] [--rate 200]
                                                  [--block 50] [--kill-seconds 8]
 
 A real `shoal server` (API, controllers, embedded agent, Envoy) runs two Deployments of
@@ -15,9 +15,10 @@ Rounds: in each of `--rounds` rounds of `--seconds`, one keep-alive client sends
 GET /price requests per second, alternating blocks of `--block` requests between the two
 Service ports (the first block of a round alternates between the ports from one round to the
 next), so both see the same machine state at nearly the same time. Per round: p99 of each
-port and the delta mirrored - plain. Figures: the median of the per-round deltas and their
-spread (min..max), the pooled percentiles, failed requests, and what the differ compared and
-dropped meanwhile (mirroring was really on, and how much the bounded replay shed).
+port and the delta mirrored - plain (p50 too). Figures: the median of the per-round deltas
+and their spread (min..max), the pooled percentiles, failed requests, and what the differ
+compared and dropped meanwhile (mirroring was really on, and how much the bounded replay
+shed).
 Kill: live GETs on the mirrored port for `--kill-seconds`; halfway, the differ Pod's process
 gets SIGKILL (by pid); failed live requests are counted (goal 0).
 
@@ -158,6 +159,7 @@ def measure_rounds(
     pooled: dict[str, list[float]] = {name: [] for name in ports}
     failed = dict.fromkeys(ports, 0)
     deltas: list[float] = []
+    median_deltas: list[float] = []
     before = report_status(server, candidate)
     print(
         f"live GET /price at {args.rate:g}/s, {args.rounds} rounds of {args.seconds:g}s, blocks "
@@ -171,12 +173,15 @@ def measure_rounds(
             p99 = {name: percentile(v, 0.99) for name, v in sampler.latencies.items()}
             delta = p99["mirrored"] - p99["plain"]
             deltas.append(delta)
+            p50 = {name: statistics.median(v) for name, v in sampler.latencies.items()}
+            median_deltas.append(p50["mirrored"] - p50["plain"])
             for name in ports:
                 pooled[name] += sampler.latencies[name]
                 failed[name] += sampler.failed[name]
             print(
                 f"  round {number + 1}: p99 mirrored {p99['mirrored']:6.2f} ms  plain "
-                f"{p99['plain']:6.2f} ms  delta {delta:+.2f} ms"
+                f"{p99['plain']:6.2f} ms  delta {delta:+.2f} ms  (p50 delta "
+                f"{median_deltas[-1]:+.2f} ms)"
             )
     finally:
         sampler.close()
@@ -193,6 +198,10 @@ def measure_rounds(
         f"  p99 mirrored - plain: median of {len(deltas)} rounds {median:+.2f} ms "
         f"(spread {min(deltas):+.2f} .. {max(deltas):+.2f} ms; goal < {GOAL_MS:g} ms: "
         f"{'met' if median < GOAL_MS else 'NOT met'})"
+    )
+    print(
+        f"  p50 mirrored - plain: median {statistics.median(median_deltas):+.2f} ms "
+        f"(spread {min(median_deltas):+.2f} .. {max(median_deltas):+.2f} ms)"
     )
     mirrored = len(pooled["mirrored"])
     compared = after.compared - before.compared
@@ -243,8 +252,8 @@ def kill_round(server: ShoalServer, ports: dict[str, int], args: argparse.Namesp
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=20.0, help="per round")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per round")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--block", type=int, default=50)
     parser.add_argument("--kill-seconds", type=float, default=8.0)
