@@ -22,6 +22,7 @@ from shoal.cli.main import app as shoal_cli
 from shoal.client import AsyncClient
 from shoal.differ.config import DifferConfig
 from shoal.differ.main import Differ
+from shoal.differ.targets import Instance, Targets
 
 SHADOW = {"host": "shop-shadow"}
 
@@ -84,6 +85,29 @@ async def test_mirrors_in_stats_and_report_out(upstreams: dict[str, StubUpstream
     assert report["endpoints"][0]["fields"][0]["path"] == "price"
     assert upstreams["bad"].received[0].headers["x-shoal-shadow"] == "1"
     assert all(r.method == "GET" for r in upstreams["bad"].received)
+
+
+async def test_a_mirror_on_a_named_ports_listener_is_replayed_to_that_port(
+    upstreams: dict[str, StubUpstream],
+) -> None:
+    differ = Differ(config(upstreams, "same", ports={"admin": "127.0.0.1:0"}))
+    port = await differ.start()
+    host = "127.0.0.1"
+    # Pods as the selector watcher sees them: the default port answers 1.0 on both sides,
+    # the candidate's `admin` port answers 2.0.
+    primary = Instance(host, upstreams["p1"].port, (("admin", upstreams["p2"].port),))
+    candidate = Instance(host, upstreams["same"].port, (("admin", upstreams["bad"].port),))
+    differ.replayer.set_targets(Targets((primary,), (candidate,)))
+    try:
+        async with httpx.AsyncClient() as client:
+            await client.get(f"http://{host}:{port}/a", headers=SHADOW)
+            await client.get(f"http://{host}:{differ.ports['admin']}/b", headers=SHADOW)
+            await eventually(lambda: differ.aggregator.status().compared == 2)
+    finally:
+        await differ.stop()
+    assert differ.aggregator.status().differing == 1
+    assert [r.target for r in upstreams["bad"].received] == ["/b"]
+    assert [r.target for r in upstreams["same"].received] == ["/a"]
 
 
 async def test_a_changed_configuration_file_is_applied(

@@ -2,17 +2,22 @@
 primary, a second primary and the candidate, compares the answers by field path, learns noise
 and publishes a DiffReport. Run as `shoal differ` / `python -m shoal.differ` (see `main`).
 
-How the agent runs it (the integration seam):
+How shoal runs it for a ParallelRun (the integration seam, `shoal.controllers.parallel_run`):
 
-    config = DifferConfig.for_parallel_run(settings, deployment=..., namespace=...,
-                 selector=deployment.spec.selector, primary_revision=stable_hash,
-                 candidate_revision=new_hash, server=api_url, listen="127.0.0.1:<port>")
-    config.write(path)                      # atomic; rewrite it to change settings live
-    spawn: shoal differ --config <path>     # prints "shoal differ listening on HOST:PORT"
-    Envoy: Mirror(cluster=<differ cluster>, percent=settings.mirror_percent,
-                  methods=tuple(settings.methods)) on the service's listener, the differ
-           cluster's one endpoint being the differ's listen address
-    gate:  shoal.controllers.strategies.parallel.decide(settings, DiffReport, started, now)
+    comparison Pods   <deployment>-compare-<hash>-{primary,secondary,candidate}: the app's
+                      templates under nice 19, labelled shoal.dev/compare (no Service selects
+                      them): the differ replays to these, never to the live pods
+    differ Pod        python -m shoal.differ.pod, its DifferConfig in $SHOAL_DIFFER_CONFIG:
+                      DifferConfig.for_parallel_run(settings, ...,
+                          selector=shoal.dev/compare=<deployment>, primary_revision=stable,
+                          candidate_revision=new) + the Pod's bounds (4 in flight, 16 queued)
+    Envoy             Mirror(cluster=<differ cluster>, percent=settings.mirror_percent,
+                      methods=tuple(settings.methods)) on the Service's listener
+                      (`shoal.agent.parallel_routing`)
+    gate              shoal.controllers.strategies.parallel.decide(settings, DiffReport, ...)
+
+By hand: `shoal differ --primary HOST:PORT --candidate HOST:PORT ...` or `--config FILE`
+(reread on change).
 
 Modules, from pure to I/O (nothing is imported here: `shoal.api.parallelrun` imports
 `fieldpaths`, and that must not pull in the process code):
