@@ -178,9 +178,12 @@ async def test_listeners_envoy_already_holds_are_kept_though_their_port_is_taken
     assert [listener.port for listener in sink.tables[-1].listeners] == [8080]
 
 
-async def second_change_applied(envoy_has_first: bool) -> bool:
+async def second_change_applied(
+    envoy_has_first: bool, urgent: bool = False, waiting_first: bool = False
+) -> bool:
     """Sync once, change something, and say whether the change reached the sink within 0.5 s
-    while the burst interval is 30 s."""
+    while the burst interval is 30 s. `waiting_first`: an ordinary change came 0.2 s before
+    it (the data plane is waiting for more of its burst)."""
     sink, source = SlowSink(), Source()
     if envoy_has_first:
         sink.tables.append(table({})[0])  # so the first sync changes nothing
@@ -190,8 +193,11 @@ async def second_change_applied(envoy_has_first: bool) -> bool:
     try:
         dataplane.invalidate()
         await eventually(lambda: dataplane.syncs == 1)
+        if waiting_first:
+            dataplane.invalidate()
+            await asyncio.sleep(0.2)
         source.endpoints = {"a": (20001, False)}
-        dataplane.invalidate()
+        dataplane.invalidate(urgent=urgent)
         with contextlib.suppress(AssertionError, TimeoutError):
             await eventually(lambda: dataplane.syncs == 2, seconds=0.5)
         return any(t.clusters[0].endpoints for t in sink.tables)
@@ -208,3 +214,11 @@ async def test_a_change_after_a_sync_that_changed_nothing_is_not_held_back() -> 
     """A no-op sync (a status write that moves no route, like the promote annotation just
     before its switch) must not delay the next change: it was most of a switch's latency."""
     assert await second_change_applied(envoy_has_first=True)
+
+
+async def test_a_traffic_switch_is_not_held_back_by_a_burst() -> None:
+    """An urgent change (promote, undo, abort) goes at once, also when it comes while the
+    data plane already waits for a burst to gather."""
+    assert await second_change_applied(envoy_has_first=False, urgent=True)
+    assert await second_change_applied(envoy_has_first=False, urgent=True, waiting_first=True)
+    assert not await second_change_applied(envoy_has_first=False, waiting_first=True)

@@ -19,10 +19,10 @@ class Clock:
 def test_a_version_keeps_the_time_it_first_arrived() -> None:
     clock = Clock()
     trace = SwitchTrace(clock)
-    trace.saw({"ns/web": 3})
+    assert trace.saw({"ns/web": 3})
     clock.now = 101.0
-    trace.saw({"ns/web": 3})  # the same version again (a status write of something else)
-    trace.saw({"ns/api": 1})
+    assert not trace.saw({"ns/web": 3})  # the same version again (another status write)
+    assert trace.saw({"ns/api": 1})
     stamps = trace.stamps({"ns/web": 3, "ns/api": 1})
     assert stamps.seen == {"ns/web": 100.0, "ns/api": 101.0}
     assert stamps.computed == 101.0

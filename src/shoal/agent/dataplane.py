@@ -69,13 +69,17 @@ class DataPlane:
         self._requested = 0  # invalidations so far
         self._confirmed_request = 0  # the last invalidation whose table Envoy confirmed
         self._dirty = asyncio.Event()
+        self._urgent = asyncio.Event()  # a change that must not wait for a burst to gather
         self._changed = asyncio.Condition()
         self.on_confirmed: Callable[[], None] = lambda: None  # after each confirmed sync
 
-    def invalidate(self) -> None:
-        """Something the table depends on changed: recompute and apply it soon."""
+    def invalidate(self, *, urgent: bool = False) -> None:
+        """Something the table depends on changed: recompute and apply it soon. `urgent`: at
+        once, even right after another change (a traffic switch: promote, undo, abort)."""
         self._requested += 1
         self._dirty.set()
+        if urgent:
+            self._urgent.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply the latest table until `stop`; failed applies are retried with backoff."""
@@ -94,11 +98,17 @@ class DataPlane:
                 # goes at once. A sync that changed nothing (a Deployment's status write that
                 # moves no route, e.g. the promote annotation just before its traffic switch)
                 # does not hold the next one back: that wait was most of a switch's latency.
+                # A traffic switch is a lone change someone waits for: it ends the wait.
                 hold = last_change + self.min_interval - time.monotonic()
-                if hold > 0:
-                    await asyncio.wait({stopper}, timeout=hold)
+                if hold > 0 and not self._urgent.is_set():
+                    urgent = asyncio.ensure_future(self._urgent.wait())
+                    await asyncio.wait(
+                        {stopper, urgent}, timeout=hold, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    urgent.cancel()
                     if stop.is_set():
                         return
+                self._urgent.clear()
                 started = time.monotonic()
                 self._dirty.clear()
                 applied = await self._sync()

@@ -262,10 +262,10 @@ class RolloutRouting:
         self.trace = SwitchTrace()
         self._computed: tuple[RoutingTable, dict[str, int], TableStamps] | None = None
 
-    def saw(self, deployment: Deployment) -> None:
+    def saw(self, deployment: Deployment) -> bool:
         """A Deployment event reached the agent (the runner's informer handler): note when a
-        new traffic version arrived."""
-        self.trace.saw(traffic_versions([deployment]))
+        new traffic version arrived; True when it is one (a switch to apply at once)."""
+        return self.trace.saw(traffic_versions([deployment]))
 
     def build(self, service: Service, endpoints: Sequence[PodEndpoint]) -> ServiceRouting:
         # ParallelRun's differ Pods never serve live traffic; they are its mirror target.

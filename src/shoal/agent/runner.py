@@ -263,8 +263,9 @@ class Agent:
             self.routing_changed()
 
     def _on_deployment(self, _kind: EventKind, deployment: Deployment) -> None:
-        self.rollouts.saw(deployment)  # when a traffic switch arrived (its stage times)
-        self.routing_changed()
+        switch = self.rollouts.saw(deployment)  # a new traffic version: promote, undo, abort
+        if self.ready.is_set():
+            self.dataplane.invalidate(urgent=switch)
 
     # -- pods -----------------------------------------------------------------------------------
     def _on_pod(self, kind: EventKind, pod: Pod) -> None:

@@ -36,11 +36,15 @@ class SwitchTrace:
         self.clock = clock
         self._seen: dict[str, tuple[int, float]] = {}
 
-    def saw(self, versions: dict[str, int]) -> None:
+    def saw(self, versions: dict[str, int]) -> bool:
+        """Note the versions not seen before; True when there was one."""
         now = self.clock()
+        new = False
         for key, version in versions.items():
             if version > self._seen.get(key, (0, 0.0))[0]:
                 self._seen[key] = (version, now)
+                new = True
+        return new
 
     def stamps(self, versions: dict[str, int]) -> TableStamps:
         """Stamps of a table computed now with these versions (seen times of those carried)."""
