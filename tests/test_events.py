@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
-from shoal.api.event import Event
+from shoal.api.event import Event, ObjectReference
 from shoal.api.pod import Pod, PodSpec
 from shoal.client import AsyncClient
-from shoal.events import EventRecorder
+from shoal.events import EventRecorder, _Pending, bump_time, due
 from shoal.server.serve import serve_api
 from shoal.store.memory import MemoryStore
 
@@ -82,3 +84,36 @@ async def test_record_does_not_wait_for_the_server(api: AsyncClient) -> None:
         recorder = EventRecorder(nowhere, "test-controller")
         recorder.record(pod, "Normal", "Reason", "message")  # returns at once, no exception
         await recorder.close(grace_seconds=5)
+
+
+async def test_a_repeat_of_a_written_event_waits_for_its_interval_and_merges(
+    api: AsyncClient,
+) -> None:
+    pod = await api.create(Pod.new("web-1", spec=PodSpec(command=["x"])))
+    recorder = EventRecorder(api, "agent")
+    recorder.record(pod, "Warning", "Error", "process ended (exit code 3)")
+    await asyncio.sleep(0.5)  # the first occurrence is written at once, without a flush
+    (first,) = await events(api)
+    for _ in range(3):  # a crash loop: repeats within the interval wait and merge
+        recorder.record(pod, "Warning", "Error", "process ended (exit code 3)")
+    recorder.record(pod, "Normal", "Killing", "stopped")  # a new one is not held back by them
+    await asyncio.sleep(0.5)
+    assert [(e.reason, e.count) for e in await events(api)] == [("Error", 1), ("Killing", 1)]
+    await recorder.flush()  # writes the held bump now
+    listed = await events(api)
+    assert [(e.reason, e.count) for e in listed] == [("Error", 4), ("Killing", 1)]
+    assert listed[0].metadata.name == first.metadata.name
+    await recorder.close()
+
+
+def test_due_picks_the_oldest_key_whose_interval_passed_or_says_how_long_to_wait() -> None:
+    def item(not_before: float) -> _Pending:
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        return _Pending(ObjectReference(kind="Pod", name="p"), "Normal", "R", "m", 1, when, when,
+                        not_before)  # fmt: skip
+
+    pending = OrderedDict([(("a", "", "", ""), item(20.0)), (("b", "", "", ""), item(15.0))])
+    assert due(pending, 10.0, hurry=False) == (None, 5.0)
+    assert due(pending, 16.0, hurry=False) == (("b", "", "", ""), 0.0)
+    assert due(pending, 10.0, hurry=True) == (("a", "", "", ""), 0.0)
+    assert bump_time(None) == 0.0 and bump_time(100.0) > 100.0

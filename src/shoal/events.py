@@ -7,8 +7,11 @@ within the recorder's memory update one Event (count + 1, lastTimestamp) instead
 another; and, like Kubernetes' EventAggregator, from the 11th event of one object with the
 same reason but different messages within 10 minutes, they update a single
 "(combined from similar events): <latest message>" Event. Events waiting to be written are
-merged the same way, so a burst (200 SuccessfulCreate) costs a handful of writes.
-`await recorder.flush()` waits until everything recorded so far is written.
+merged the same way, so a burst (200 SuccessfulCreate) costs a handful of writes. A repeat of an
+Event already written waits until `_BUMP_SECONDS` after that Event's last write (repeats meanwhile
+merge into it): 500 crash-looping pods cost a count update per pod and reason every 10 s at
+most, not one per restart; the first occurrence is written at once.
+`await recorder.flush()` writes everything recorded so far, waiting for no bump interval.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ _MEMORY = 4096  # coalescing keys kept; older ones start a new Event
 _SIMILAR_LIMIT = 10  # distinct messages per (object, reason) before they are combined
 _SIMILAR_WINDOW = timedelta(minutes=10)
 _COMBINED = "(combined from similar events): "
+_BUMP_SECONDS = 10.0  # a written Event's count is updated at most this often
 
 Key = tuple[str, str, str, str]
 
@@ -45,6 +50,7 @@ class _Pending:
     count: int
     first: datetime
     last: datetime
+    not_before: float = 0.0  # monotonic: a bump waits for the key's interval
 
 
 def _now() -> datetime:
@@ -60,6 +66,8 @@ class EventRecorder:
         self._idle: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
         self._known: OrderedDict[Key, Event] = OrderedDict()
+        self._sent_at: dict[Key, float] = {}  # monotonic time of each known Event's last write
+        self._hurry = False  # flush(): bumps go now
         self._similar: dict[tuple[str, str, str], tuple[datetime, set[str]]] = {}
 
     def record(self, obj: Resource, type_: str, reason: str, message: str) -> None:
@@ -78,16 +86,17 @@ class EventRecorder:
         else:
             key = (identity, reason, message, type_)
         pending = self._pending.get(key)
+        if self._wakeup is None or self._idle is None:
+            self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
         if pending is None:
-            self._pending[key] = _Pending(ref, type_, reason, message, 1, when, when)
-        else:
+            not_before = bump_time(self._sent_at.get(key))
+            self._pending[key] = _Pending(ref, type_, reason, message, 1, when, when, not_before)
+            self._idle.clear()
+            self._wakeup.set()
+        else:  # already due to be written: it carries this one too
             pending.count += 1
             pending.message = message
             pending.last = when
-        if self._wakeup is None or self._idle is None:
-            self._wakeup, self._idle = asyncio.Event(), asyncio.Event()
-        self._idle.clear()
-        self._wakeup.set()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
@@ -105,9 +114,16 @@ class EventRecorder:
         return len(messages) > _SIMILAR_LIMIT
 
     async def flush(self) -> None:
-        """Wait until every event recorded so far has been written (or given up on)."""
+        """Write every event recorded so far now (bump intervals aside) and wait until it is
+        written (or given up on)."""
         if self._idle is not None and self._sender is not None and not self._sender.done():
-            await self._idle.wait()
+            self._hurry = True
+            if self._wakeup is not None:
+                self._wakeup.set()
+            try:
+                await self._idle.wait()
+            finally:
+                self._hurry = False
 
     async def close(self, grace_seconds: float = 2.0) -> None:
         """Write what is pending (for at most `grace_seconds`), then stop the sender."""
@@ -125,7 +141,13 @@ class EventRecorder:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            key, pending = self._pending.popitem(last=False)
+            key, wait = due(self._pending, time.monotonic(), self._hurry)
+            if key is None:  # only bumps whose interval has not passed: sleep until the first
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                continue
+            pending = self._pending.pop(key)
             try:
                 await self._send(key, pending)
             except ApiError as error:
@@ -169,5 +191,23 @@ class EventRecorder:
     def _remember(self, key: Key, event: Event) -> None:
         self._known[key] = event
         self._known.move_to_end(key)
+        self._sent_at[key] = time.monotonic()
         while len(self._known) > _MEMORY:
-            self._known.popitem(last=False)
+            old, _ = self._known.popitem(last=False)
+            self._sent_at.pop(old, None)
+
+
+def bump_time(sent_at: float | None) -> float:
+    """When a repeat of an Event last written at `sent_at` (monotonic) may be written."""
+    return 0.0 if sent_at is None else sent_at + _BUMP_SECONDS
+
+
+def due(pending: OrderedDict[Key, _Pending], now: float, hurry: bool) -> tuple[Key | None, float]:
+    """The first pending key that may be written now (oldest first), else None and how long
+    until one may."""
+    soonest = float("inf")
+    for key, item in pending.items():
+        if hurry or item.not_before <= now:
+            return key, 0.0
+        soonest = min(soonest, item.not_before)
+    return None, max(soonest - now, 0.0)
