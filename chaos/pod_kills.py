@@ -36,6 +36,7 @@ REPLICAS = 7
 STABLE_AFTER = 12.0  # > the restart policy's 10 s reset, plus the restart itself
 SUCCESS_GOAL = 0.999
 RECOVERY_LIMIT = 2.0
+REQUEST_MS = 50
 
 
 def serving_pids(pods: list[dict[str, Any]]) -> set[int]:
@@ -68,7 +69,12 @@ async def run(ctx: Context, result: Result) -> None:
         port = free_port()
         await cluster.apply(deployment("web", REPLICAS), service("web", port))
         await cluster.wait_rollout("web", "", REPLICAS, 60)
-        load = HttpLoad(port, connections=8, rate=500)
+        # Each request takes 50 ms, so a killed pod has requests in flight (~3.5 of the ~25
+        # in flight across 7 pods): their resets are what Envoy's retries must cover, beside
+        # the connections refused until the dead pod is ejected or withdrawn. (With 2 ms
+        # requests, once ejections applied at once, only ~1.5 requests per kill failed without
+        # retries: too few for the test of the test to break 99.9 % reliably in 4 kills.)
+        load = HttpLoad(port, connections=32, rate=500, path=f"/slow?ms={REQUEST_MS}")
         load.start()
         await asyncio.sleep(1)
         measures: list[asyncio.Task[float]] = []
