@@ -18,8 +18,9 @@ mirroring through Envoy.
    app's jitter): `mirrored` copies 100 % of GET/HEAD to the differ cluster, `plain` does not.
    As a ParallelRun runs it, the differ replays to comparison instances of its own (two
    primaries and a candidate, another upstream process), never to the live ones, and both run
-   as background work: a session of their own at nice 19 (autogroup too), the differ with a
-   differ Pod's bounds (4 samples in flight, 16 queued, the rest dropped and counted). One
+   as background work: a session of their own at nice 19 (autogroup too) and SCHED_IDLE
+   (`chrt` where present), the differ with a differ Pod's bounds (50 samples/s, 4 in flight,
+   16 queued, the rest dropped and counted). One
    keep-alive client sends `--rate` requests/s, alternating blocks between the two listeners
    in the same run; latency percentiles per listener. Goal: p99 with mirroring < p99 without
    + 1 ms. Blocks rather than single alternating requests keep the background's load inside
@@ -67,6 +68,7 @@ from shoal.controllers.parallel_run import (
     BACKGROUND_WRAPPER,
     REPLAY_CONCURRENCY,
     REPLAY_QUEUE,
+    REPLAY_RATE,
 )
 
 T = TypeVar("T")
@@ -180,7 +182,8 @@ def differ_process(
     args = [sys.executable, "-m", "shoal.differ", f"--listen=127.0.0.1:{port}", f"--nice={nice}"]
     args += ["--deployment=shop"]
     if as_pod:
-        args += [f"--concurrency={REPLAY_CONCURRENCY}", f"--queue-size={REPLAY_QUEUE}"]
+        args += [f"--concurrency={REPLAY_CONCURRENCY}", f"--queue-size={REPLAY_QUEUE}", "--idle"]
+        args += [f"--max-rate={REPLAY_RATE:g}"]
     else:
         args += ["--concurrency=64", "--queue-size=2000"]
     args += [f"--primary=127.0.0.1:{p}" for p in primaries]

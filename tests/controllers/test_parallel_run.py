@@ -5,8 +5,10 @@ configuration from the Pod's environment."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,6 +111,8 @@ def test_the_differ_pod_is_owned_selected_by_the_services_and_configured_by_envi
     assert config.primary.selector == f"{COMPARE_LABEL}=web,pod-template-hash=old"
     assert config.candidate.selector == f"{COMPARE_LABEL}=web,pod-template-hash=new"
     assert (config.concurrency, config.queue_size, config.nice) == (4, 16, BACKGROUND_NICE)
+    assert config.idle  # SCHED_IDLE: a waking live task preempts it at once
+    assert config.max_rate == 50  # the comparison's CPU is bounded whatever the traffic
     assert config.methods == ["GET"]
     assert config.compare.ignore_fields == ["requestId"]
     assert config.report_name == "web-new"
@@ -230,7 +234,7 @@ def test_the_background_wrapper_lowers_the_process_and_its_session_then_runs_the
     probe = (
         "import os, pathlib, sys; group = pathlib.Path('/proc/self/autogroup'); "
         "print(os.nice(0), group.read_text().split()[-1] if group.exists() else 'none', "
-        "sys.argv[1:])"
+        "os.sched_getscheduler(0) == os.SCHED_IDLE, sys.argv[1:])"
     )
     # A session of its own, as the agent starts every pod (each session is an autogroup).
     done = subprocess.run(
@@ -241,7 +245,25 @@ def test_the_background_wrapper_lowers_the_process_and_its_session_then_runs_the
         start_new_session=True,
         check=True,
     )
-    niceness, group, args = done.stdout.split(" ", 2)
+    niceness, group, idle, args = done.stdout.split(" ", 3)
     assert int(niceness) == BACKGROUND_NICE
     assert group in ("none", str(BACKGROUND_NICE))  # "none": a kernel without autogroups
+    assert idle == str(shutil.which("chrt") is not None)  # SCHED_IDLE where chrt exists
     assert args.strip() == "['a b', 'c']"  # arguments pass through untouched
+
+
+def test_without_chrt_the_wrapper_still_runs_the_command_at_low_priority(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("nice", "sh"):  # a PATH with no chrt
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    probe = "import os; print(os.nice(0), os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    done = subprocess.run(
+        [*BACKGROUND_WRAPPER, sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": str(bin_dir)},
+        check=True,
+    )
+    assert done.stdout.split() == [str(BACKGROUND_NICE), "False"]

@@ -191,8 +191,8 @@ def test_lower_priority_lowers_the_process_and_a_leaders_autogroup(tmp_path: Pat
         group = tmp_path / f"autogroup-{leader}"
         code = (
             "import os, pathlib; from shoal.differ.main import lower_priority; "
-            f"lower_priority(7, pathlib.Path({str(group)!r})); lower_priority(0); "
-            "print(os.nice(0))"
+            f"lower_priority(7, {leader}, pathlib.Path({str(group)!r})); lower_priority(0); "
+            "print(os.nice(0), os.sched_getscheduler(0) == os.SCHED_IDLE)"
         )
         done = subprocess.run(
             [sys.executable, "-c", code],
@@ -202,7 +202,9 @@ def test_lower_priority_lowers_the_process_and_a_leaders_autogroup(tmp_path: Pat
             check=True,
             start_new_session=leader,  # as the agent starts a differ Pod
         )
-        assert int(done.stdout) == min(19, start + 7)
+        niceness, idle = done.stdout.split()
+        assert int(niceness) == min(19, start + 7)
+        assert idle == str(leader)  # SCHED_IDLE only when asked (here: with the leader case)
         if leader:
             assert group.read_text() == f"{min(19, start + 7)}\n"
         else:  # `shoal differ` from a terminal leaves the terminal's session alone

@@ -126,3 +126,22 @@ async def test_a_mirror_of_a_named_port_is_replayed_to_that_port_of_each_instanc
     assert (len(admin.received), len(default.received), len(other.received)) == (3, 3, 0)
     await replayer.replay(replace(mirrored(), port="metrics"))  # no such port: not guessed
     assert aggregator.skipped == 1 and aggregator.status().compared == 2
+
+
+def test_samples_beyond_the_rate_are_dropped_and_counted() -> None:
+    now = [100.0]
+    aggregator = Aggregator()
+    replayer = Replayer(aggregator, UpstreamPool(), max_rate=4, clock=lambda: now[0])
+    for _ in range(10):  # a burst: one second's worth (4) is taken
+        replayer.offer(mirrored())
+    assert (replayer.queue.qsize(), aggregator.dropped) == (4, 6)
+    now[0] += 0.5  # half a second refills 2
+    for _ in range(5):
+        replayer.offer(mirrored())
+    assert (replayer.queue.qsize(), aggregator.dropped) == (6, 9)
+    now[0] += 60  # a long pause refills one second's worth, not a minute's
+    for _ in range(10):
+        replayer.offer(mirrored())
+    assert (replayer.queue.qsize(), aggregator.dropped) == (10, 15)
+    replayer.offer(mirrored("POST"))  # not a compared method: skipped before the rate
+    assert (aggregator.skipped, aggregator.dropped) == (1, 15)

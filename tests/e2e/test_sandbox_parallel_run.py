@@ -4,12 +4,14 @@ agent, Envoy and real sandboxed processes:
 - the differ Pod runs with `isolation: none` (shoal's own code, the control plane's Python)
   whatever the pods' default, and compares;
 - the comparison Pods keep the template's isolation (sandboxed like the live pods) and run
-  their app at niceness 19 (the wrapper works inside the sandbox);
+  their app at niceness 19 and SCHED_IDLE (the wrapper works inside the sandbox);
 - the run passes and promotes under live load, and no live request fails.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,9 @@ def compared(server: ShoalServer, candidate: str) -> int:
         return 0
 
 
-def niceness_of_apps(pod: Pod) -> list[tuple[int, str]]:
-    """(niceness, autogroup niceness or "none") of the probe app's processes in a pod's tree
-    (bwrap's own processes, whose arguments name the app too, left out)."""
+def niceness_of_apps(pod: Pod) -> list[tuple[int, str, bool]]:
+    """(niceness, autogroup niceness or "none", SCHED_IDLE) of the probe app's processes in a
+    pod's tree (bwrap's own processes, whose arguments name the app too, left out)."""
     assert pod.status.pid is not None
     found = []
     for process in pod_tree(pod.status.pid):
@@ -74,7 +76,11 @@ def niceness_of_apps(pod: Pod) -> list[tuple[int, str]]:
             if process.name() != "bwrap" and any("probe_app" in p for p in process.cmdline()):
                 group = Path(f"/proc/{process.pid}/autogroup")
                 found.append(
-                    (process.nice(), group.read_text().split()[-1] if group.exists() else "none")
+                    (
+                        process.nice(),
+                        group.read_text().split()[-1] if group.exists() else "none",
+                        os.sched_getscheduler(process.pid) == os.SCHED_IDLE,
+                    )
                 )
         except (psutil.Error, OSError):
             continue
@@ -105,9 +111,13 @@ def test_a_parallel_run_of_sandboxed_pods_compares_and_promotes(base: Path, app:
             for pod in pods:
                 assert pod.spec.isolation is None  # the template's: the default sandbox
                 found = niceness_of_apps(pod)
-                assert [nice for nice, _ in found] == [BACKGROUND_NICE], (pod.metadata.name, found)
-                # Its session's autogroup too, where the kernel has them.
+                assert [nice for nice, _, _ in found] == [BACKGROUND_NICE], (
+                    pod.metadata.name,
+                    found,
+                )
+                # Its session's autogroup too, where the kernel has them; SCHED_IDLE with chrt.
                 assert found[0][1] in (str(BACKGROUND_NICE), "none"), (pod.metadata.name, found)
+                assert found[0][2] == (shutil.which("chrt") is not None), (pod.metadata.name, found)
             wait_for("the promotion", lambda: healthy_at(server, revision), 90)
         assert load.failed == 0, load.errors
         assert load.versions(since=0) <= {"v1", "v2"}

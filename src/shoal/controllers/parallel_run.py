@@ -21,10 +21,14 @@ queue drops and counts them) instead of slowing live answers. Niceness alone is 
 Linux: with autogroup scheduling (the default on desktop and many server kernels) every session
 is a scheduling group of equal weight, and every pod starts a session of its own, so the
 wrapper (`BACKGROUND_WRAPPER`, plain `sh`) also sets its session's autogroup niceness (where
-`/proc/self/autogroup` exists) before it execs `nice -n 19 <command>`. Why a wrapper rather
-than a field the agent applies: it needs nothing from the node but POSIX `sh` and `nice`
-(present in the sandbox too, which binds /usr), is inherited by every child of the app, and
-shows in `shoal get pod -o yaml`. The niceness weighs against the processes of the same CPU
+`/proc/self/autogroup` exists) before it execs `nice -n 19 <command>`, under `chrt --idle 0`
+(SCHED_IDLE) where util-linux's `chrt` exists and works. SCHED_IDLE is about latency, not
+share: a live task that wakes preempts a SCHED_IDLE task at once, whatever their groups, while
+a nice 19 task may first finish its time slice (EEVDF's run-to-parity), a millisecond or more
+that a live request waits. Why a wrapper rather than a field the agent applies: it needs
+nothing from the node but POSIX `sh` and `nice` (`chrt` optional; all present in the sandbox
+too, which binds /usr), is inherited by every child of the app, and shows in
+`shoal get pod -o yaml`. The niceness weighs against the processes of the same CPU
 cgroup; a pod with a CPU limit in a sandbox has a cgroup of its own, bounded by the limit.
 They request no CPU from the scheduler (`requests.cpu: 0`; a CPU limit stays): they use what
 the live pods leave, and must neither keep a real pod from fitting nor stay Pending on a node
@@ -98,11 +102,15 @@ BACKGROUND_WRAPPER = [
     "sh",
     "-c",
     f"{{ echo {BACKGROUND_NICE} > /proc/self/autogroup; }} 2>/dev/null; "
+    f'chrt --idle 0 true 2>/dev/null && exec chrt --idle 0 nice -n {BACKGROUND_NICE} "$@"; '
     f'exec nice -n {BACKGROUND_NICE} "$@"',
     "shoal-compare",  # $0 of the script
 ]
 REPLAY_CONCURRENCY = 4
 REPLAY_QUEUE = 16
+#: Samples per second the differ Pod replays at most: the comparison's CPU stays bounded
+#: however much live traffic is mirrored (3,000 samples a minute are plenty for a gate).
+REPLAY_RATE = 50.0
 
 
 def comparing(deployment: Deployment) -> tuple[str, str, int] | None:
@@ -159,7 +167,9 @@ def differ_pod(deployment: Deployment, primary: str, candidate: str, attempt: in
         update={
             "concurrency": REPLAY_CONCURRENCY,
             "queue_size": REPLAY_QUEUE,
+            "max_rate": REPLAY_RATE,
             "nice": BACKGROUND_NICE,
+            "idle": True,
         }
     )
     document = {k: v for k, v in config.to_json().items() if k not in ("listen", "server")}

@@ -14,7 +14,10 @@
       "methods": ["GET", "HEAD"],                  # the differ replays only these
       "compare": {"ignoreHeaders": [], "ignoreFields": ["requestId"], "statusOnly": false},
       "concurrency": 32, "queueSize": 1000, "timeoutSeconds": 5, "publishIntervalSeconds": 1,
-      "nice": 10                                   # lower CPU priority than the services
+      "maxRate": 50,                               # samples/s at most (default: no bound)
+      "nice": 10,                                  # lower CPU priority than the services
+      "idle": false                                # SCHED_IDLE: run only on CPU time nobody
+                                                   # else wants (a differ Pod: true)
     }
 
 Each side is either `selector` (the differ watches Pods through the API; `portName` picks
@@ -94,12 +97,17 @@ class DifferConfig(ApiModel):
     compare: CompareSettings = Field(default_factory=CompareSettings)
     concurrency: int = Field(default=32, ge=1, le=4096)
     queue_size: int = Field(default=1000, ge=1)
+    # Samples replayed per second at most (the rest dropped and counted); None: no bound.
+    max_rate: float | None = Field(default=None, gt=0)
     timeout_seconds: float = Field(default=5.0, gt=0)
     publish_interval_seconds: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=1 << 20, ge=0)
     # Added to the process's niceness at start: the differ is background work and must not
     # take CPU from the services whose live requests it copies.
     nice: int = Field(default=10, ge=0, le=19)
+    # SCHED_IDLE as well: any other task that wakes preempts the differ at once (niceness only
+    # lowers its share, and a woken task may still wait for the running one's time slice).
+    idle: bool = False
 
     @model_validator(mode="after")
     def _selectors_need_a_server(self) -> DifferConfig:
@@ -185,8 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--status-only", action="store_true", default=None)
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--queue-size", type=int)
+    parser.add_argument("--max-rate", type=float, help="samples per second at most")
     parser.add_argument("--timeout", type=float, dest="timeout_seconds")
     parser.add_argument("--nice", type=int, help="niceness increment (default 10)")
+    parser.add_argument("--idle", action="store_true", default=None, help="SCHED_IDLE as well")
     return parser
 
 
@@ -225,8 +235,10 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[DifferConfig, Path | No
         "methods": given.get("methods"),
         "concurrency": given.get("concurrency"),
         "queueSize": given.get("queue_size"),
+        "maxRate": given.get("max_rate"),
         "timeoutSeconds": given.get("timeout_seconds"),
         "nice": given.get("nice"),
+        "idle": given.get("idle"),
         "compare": {
             "ignoreHeaders": given.get("ignore_header", []),
             "ignoreFields": given.get("ignore_field", []),

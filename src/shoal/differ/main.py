@@ -6,10 +6,13 @@ Wires the receiver (`http.MirrorServer`), the `replay.Replayer` with its bounded
 when a server is configured, the `publish.ReportPublisher`. Prints one line
 `shoal differ listening on HOST:PORT` once it accepts mirrors (a parent that passed port 0
 reads the port there). SIGTERM/SIGINT: stop accepting, publish a last time, exit 0. The process
-lowers its CPU priority (`nice`, default +10; a differ Pod +19): comparing is background work,
-the services whose requests it copies come first. `lower_priority` also sets the niceness of
-the process's autogroup: with Linux autogroup scheduling each session is a group of equal
-weight and a pod is a session of its own, so `nice` alone would only weigh within the differ.
+lowers its CPU priority (`nice`, default +10; a differ Pod +19 and SCHED_IDLE): comparing is
+background work, the services whose requests it copies come first. `lower_priority` also sets
+the niceness of the process's autogroup: with Linux autogroup scheduling each session is a
+group of equal weight and a pod is a session of its own, so `nice` alone would only weigh
+within the differ. SCHED_IDLE matters for latency rather than share: a task that wakes
+preempts a SCHED_IDLE task at once, whatever their groups, where a nice 19 task may finish its
+time slice first (a millisecond or more, the live request waiting).
 
 Admin API on the same port (any Host not ending in `-shadow`): `GET /healthz` → ok,
 `GET /stats` → counters and targets as JSON, `GET /report` → the DiffReport status as JSON.
@@ -65,6 +68,7 @@ class Differ:
             methods=config.methods,
             concurrency=config.concurrency,
             queue_size=config.queue_size,
+            max_rate=config.max_rate,
         )
         self.server = MirrorServer(self.replayer.offer, self.admin, config.max_body_bytes)
         self.client = AsyncClient(config.server) if config.server else None
@@ -120,6 +124,7 @@ class Differ:
             if spec != getattr(old, side):
                 self._use_targets(side, spec)
         self.replayer.set_methods(config.methods)
+        self.replayer.max_rate = config.max_rate
         self.aggregator.rules = compare_rules(config)
 
     # -- admin --------------------------------------------------------------------------------
@@ -229,16 +234,21 @@ async def run(config: DifferConfig, config_path: Path | None = None) -> None:
         await differ.stop()
 
 
-def lower_priority(increment: int, autogroup: Path = Path("/proc/self/autogroup")) -> None:
-    """Add `increment` to the process's niceness; a session leader (a differ Pod: the agent
-    starts every pod in a session of its own) also sets its session's autogroup niceness to
-    the result, where the kernel has autogroups. Not otherwise: `shoal differ` run from a
-    terminal must not lower the priority of the terminal's whole session. A failure there is
-    harmless: nice still applies within the group."""
-    if increment <= 0:
+def lower_priority(
+    increment: int, idle: bool = False, autogroup: Path = Path("/proc/self/autogroup")
+) -> None:
+    """Add `increment` to the process's niceness and, with `idle`, switch to SCHED_IDLE. A
+    session leader (a differ Pod: the agent starts every pod in a session of its own) also
+    sets its session's autogroup niceness to the result, where the kernel has autogroups. Not
+    otherwise: `shoal differ` run from a terminal must not lower the priority of the
+    terminal's whole session. Failures of the extras are harmless: nice still applies."""
+    if increment <= 0 and not idle:
         return
-    niceness = os.nice(increment)
-    if os.getsid(0) != os.getpid():
+    niceness = os.nice(max(increment, 0))
+    if idle:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if increment <= 0 or os.getsid(0) != os.getpid():
         return
     with contextlib.suppress(OSError):
         autogroup.write_text(f"{niceness}\n")
@@ -254,7 +264,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     config, config_path = parse_arguments(argv)
-    lower_priority(config.nice)
+    lower_priority(config.nice, config.idle)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s differ %(message)s"
     )

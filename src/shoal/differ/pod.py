@@ -66,7 +66,7 @@ def main() -> None:
     except ValueError as error:
         print(f"shoal differ pod: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    differ_main.lower_priority(config.nice)
+    differ_main.lower_priority(config.nice, config.idle)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s differ %(message)s"
     )

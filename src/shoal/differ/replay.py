@@ -1,9 +1,12 @@
 """Replays mirrored requests and feeds the answers to the aggregator.
 
 `Replayer.offer(request)` is called by the receiver for each mirrored request and never
-blocks: a request whose method is not compared is skipped, and when the bounded queue is full
-the request is dropped and counted (under overload the differ sheds samples; it never grows
-without bound and never slows Envoy, which got its 202 already). `concurrency` workers take
+blocks: a request whose method is not compared is skipped; one beyond `max_rate` samples per
+second (a token bucket holding one second's worth) or arriving when the bounded queue is full
+is dropped and counted (`max_rate` bounds the CPU the comparison takes whatever the live
+traffic: a gate needs hundreds of samples, not every request). Under overload the differ
+sheds samples: it never grows without bound and never slows Envoy, which got its 202
+already. `concurrency` workers take
 requests from the queue; each sends the same bytes to a primary, a second primary and a
 candidate at once (instances taken round-robin; with a single primary instance it answers
 twice, which still exposes per-response randomness), then records the sample. So at most
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from shoal.differ.aggregate import Aggregator, Sample
 from shoal.differ.compare import Headers
@@ -66,6 +70,8 @@ class Replayer:
         methods: Iterable[str] = ("GET", "HEAD"),
         concurrency: int = 32,
         queue_size: int = 1000,
+        max_rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.aggregator = aggregator
         self.pool = pool
@@ -77,6 +83,23 @@ class Replayer:
         self.replayed = 0
         self._turn = 0
         self._workers: list[asyncio.Task[None]] = []
+        self.max_rate = max_rate
+        self.clock = clock
+        self._tokens = max(1.0, max_rate or 0.0)
+        self._filled_at = clock()
+
+    def _take_token(self) -> bool:
+        """A token of the `max_rate` bucket (always, without a rate)."""
+        if self.max_rate is None:
+            return True
+        now = self.clock()
+        burst = max(1.0, self.max_rate)
+        self._tokens = min(burst, self._tokens + (now - self._filled_at) * self.max_rate)
+        self._filled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def set_targets(self, targets: Targets) -> None:
         self.targets = targets
@@ -90,6 +113,9 @@ class Replayer:
         self.received += 1
         if request.method not in self.methods or request.truncated:
             self.aggregator.record_skipped()
+            return
+        if not self._take_token():
+            self.aggregator.record_dropped()
             return
         try:
             self.queue.put_nowait(request)
