@@ -58,8 +58,12 @@ def test_environment_has_server_namespace_own_services_and_spec_env_wins() -> No
 
 def test_limits_are_parsed_from_quantities() -> None:
     p = pod(resources={"limits": {"cpu": "250m", "memory": "64Mi", "pids": 50}})
-    assert pod_limits(p.spec) == Limits(cpu_millis=250, memory_bytes=64 * 1024**2, pids=50)
+    assert pod_limits(p.spec) == Limits(
+        cpu_millis=250, memory_bytes=64 * 1024**2, pids=50, cpu_request_millis=250
+    )
     assert pod_limits(pod().spec) == Limits()
+    asked = pod(resources={"requests": {"cpu": "100m"}, "limits": {"cpu": "2"}})
+    assert pod_limits(asked.spec) == Limits(cpu_millis=2000, cpu_request_millis=100)
 
 
 def test_owner_name_is_the_deployment_behind_the_replica_set() -> None:

@@ -54,10 +54,12 @@ def pod_environment(pod: Pod, services: Iterable[Service], server_url: str) -> d
 
 def pod_limits(spec: PodSpec) -> Limits:
     limits = spec.resources.limits
+    request = spec.resources.requests.cpu or limits.cpu  # as the scheduler counts it
     return Limits(
         cpu_millis=parse_cpu_millis(limits.cpu) if limits.cpu else None,
         memory_bytes=parse_bytes(limits.memory) if limits.memory else None,
         pids=limits.pids,
+        cpu_request_millis=parse_cpu_millis(request) if request else None,
     )
 
 

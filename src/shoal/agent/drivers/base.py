@@ -37,6 +37,8 @@ class Limits:
     cpu_millis: int | None = None
     memory_bytes: int | None = None
     pids: int | None = None
+    # The CPU request (a limit stands in for a missing one): the sandbox's CPU weight.
+    cpu_request_millis: int | None = None
 
 
 @dataclass(frozen=True)
