@@ -4,6 +4,8 @@ from shoal.agent.drivers.base import Limits
 from shoal.agent.sandbox.cgroupfs import (
     cpu_period_us,
     cpu_quota_us,
+    cpu_shares,
+    cpu_weight,
     limit_files_v1,
     limit_files_v2,
     parse_flat_keyed,
@@ -33,8 +35,11 @@ def test_limits_v1_layout() -> None:
         ("memory", "memory.memsw.limit_in_bytes", str(64 << 20)),
         ("cpu", "cpu.cfs_period_us", "10000"),
         ("cpu", "cpu.cfs_quota_us", "5000"),
+        ("cpu", "cpu.shares", "2"),  # no request: a best-effort weight
         ("pids", "pids.max", "50"),
     ]
+    asked = dict(((c, f), v) for c, f, v in limit_files_v1(Limits(cpu_request_millis=250), False))
+    assert asked[("cpu", "cpu.shares")] == "256"
     unlimited = dict(((c, f), v) for c, f, v in limit_files_v1(Limits(), False))
     assert unlimited[("memory", "memory.limit_in_bytes")] == "-1"
     assert unlimited[("cpu", "cpu.cfs_quota_us")] == "-1"
@@ -48,13 +53,33 @@ def test_limits_v2_layout() -> None:
         ("memory.max", "1000"),
         ("memory.swap.max", "0"),
         ("cpu.max", "15000 10000"),
+        ("cpu.weight", "1"),
         ("pids.max", "7"),
     ]
-    assert dict(limit_files_v2(Limits(), False)) == {
+    assert dict(limit_files_v2(Limits(cpu_request_millis=1000), False)) == {
         "memory.max": "max",
         "cpu.max": "max 10000",
+        "cpu.weight": "39",
         "pids.max": "max",
     }
+
+
+def test_cpu_request_to_shares_and_weight_as_kubernetes() -> None:
+    # v1: 1024 shares per core requested, clamped to the kernel's 2..262144
+    assert cpu_shares(1000) == 1024
+    assert cpu_shares(100) == 102
+    assert cpu_shares(2500) == 2560
+    assert cpu_shares(1) == 2 and cpu_shares(0) == 2 and cpu_shares(None) == 2
+    assert cpu_shares(10_000_000) == 262_144
+    # v2: the kubelet's linear map of 2..262144 shares onto weights 1..10000
+    assert cpu_weight(2) == 1
+    assert cpu_weight(1024) == 39
+    assert cpu_weight(102) == 4
+    assert cpu_weight(262_144) == 10_000
+    assert cpu_weight(0) == 1 and cpu_weight(10**9) == 10_000
+    # more CPU requested never means less weight
+    weights = [cpu_weight(cpu_shares(m)) for m in range(0, 300_000, 997)]
+    assert weights == sorted(weights)
 
 
 def test_cpu_quota_has_kernel_minimum() -> None:

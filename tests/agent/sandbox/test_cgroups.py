@@ -73,7 +73,9 @@ async def test_v2_create_writes_limits_and_enables_controllers(tmp_path: Path) -
     # what the kernel would show in the intermediate levels once enabled above
     for level in (root / "shoal", root / "shoal" / "node-1"):
         (level / "cgroup.controllers").write_text("cpu memory pids\n")
-    pod.create(Limits(cpu_millis=250, memory_bytes=128 << 20, pids=64))
+    (pod.path).mkdir()
+    (pod.path / "cpu.weight").write_text("100\n")  # what the kernel shows with the cpu controller
+    pod.create(Limits(cpu_millis=250, memory_bytes=128 << 20, pids=64, cpu_request_millis=500))
     assert (root / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     assert (root / "shoal" / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
     assert (root / "shoal" / "node-1" / "cgroup.subtree_control").read_text() == (
@@ -81,6 +83,7 @@ async def test_v2_create_writes_limits_and_enables_controllers(tmp_path: Path) -
     )
     assert (pod.path / "memory.max").read_text() == str(128 << 20)
     assert (pod.path / "cpu.max").read_text() == "2500 10000"
+    assert (pod.path / "cpu.weight").read_text() == "20"  # 500m requested: 512 shares
     assert (pod.path / "pids.max").read_text() == "64"
     assert not (pod.path / "cgroup.subtree_control").exists()  # a pod cgroup is a leaf
 
@@ -178,6 +181,22 @@ async def test_real_limits_usage_and_kill_of_daemons(real_pod: PodCgroupV1 | Pod
         if leader.poll() is None:
             leader.kill()
             leader.wait()
+
+
+@pytest.mark.e2e
+@needs_real
+async def test_real_cpu_request_sets_the_weight(real_pod: PodCgroupV1 | PodCgroupV2) -> None:
+    real_pod.create(Limits(cpu_millis=1500, cpu_request_millis=250))
+    if isinstance(real_pod, PodCgroupV1):
+        cpu = real_pod.dirs["cpu"]
+        assert (cpu / "cpu.shares").read_text().strip() == "256"
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "15000"
+        real_pod.create(Limits())  # re-applied without a request: back to the minimum
+        assert (cpu / "cpu.shares").read_text().strip() == "2"
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "-1"
+    else:
+        assert (real_pod.path / "cpu.weight").read_text().strip() == "10"
+        assert (real_pod.path / "cpu.max").read_text().split() == ["15000", "10000"]
 
 
 @pytest.mark.e2e

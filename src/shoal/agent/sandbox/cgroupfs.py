@@ -5,10 +5,12 @@ Called by `cgroups` (the I/O side); kept free of I/O so the layouts are unit-tes
 
 v1 (one hierarchy per controller, e.g. /sys/fs/cgroup/memory):
     memory.limit_in_bytes (+ memory.memsw.limit_in_bytes when swap accounting exists: no swap
-    escape), cpu.cfs_period_us + cpu.cfs_quota_us, pids.max; usage from cpuacct.usage,
-    memory.usage_in_bytes - total_inactive_file, pids.current; OOM kills from memory.oom_control.
+    escape), cpu.cfs_period_us + cpu.cfs_quota_us (limit), cpu.shares (request), pids.max;
+    usage from cpuacct.usage, memory.usage_in_bytes - total_inactive_file, pids.current;
+    OOM kills from memory.oom_control.
 v2 (one unified tree):
-    memory.max (+ memory.swap.max 0), cpu.max "QUOTA PERIOD", pids.max; usage from cpu.stat
+    memory.max (+ memory.swap.max 0), cpu.max "QUOTA PERIOD" (limit), cpu.weight (request),
+    pids.max; usage from cpu.stat
     usage_usec, memory.current - inactive_file, pids.current; OOM kills from memory.events.
 """
 
@@ -25,6 +27,9 @@ from shoal.agent.drivers.base import Limits
 CPU_PERIOD_US = 10_000
 MIN_QUOTA_US = 1_000
 MAX_PERIOD_US = 1_000_000  # the kernel's maximum
+# cpu.shares bounds of the kernel (v1); the minimum is what a pod without a CPU request gets.
+MIN_SHARES = 2
+MAX_SHARES = 262_144
 # v1 controllers a pod cgroup joins. cpuset is left out on purpose: a v1 cpuset cgroup refuses
 # tasks until cpuset.cpus/mems are filled in, and shoal does not pin CPUs.
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
@@ -66,6 +71,25 @@ def cpu_quota_us(cpu_millis: int, period_us: int | None = None) -> int:
     return max(MIN_QUOTA_US, cpu_millis * period // 1000)
 
 
+def cpu_shares(request_millis: int | None) -> int:
+    """v1 cpu.shares for a CPU request: 1024 per core, as Kubernetes (MilliCPUToShares).
+
+    No request gets the minimum (2), like a Kubernetes BestEffort pod: under contention it
+    yields to pods that asked for CPU. Shares only weigh pods against each other (they are
+    siblings under the node's cgroup); an idle neighbour leaves the whole CPU to the others.
+    """
+    if not request_millis:
+        return MIN_SHARES
+    return min(MAX_SHARES, max(MIN_SHARES, request_millis * 1024 // 1000))
+
+
+def cpu_weight(shares: int) -> int:
+    """v2 cpu.weight (1..10000) for v1 shares (2..262144), the kubelet's linear mapping:
+    1 + (shares - 2) * 9999 / 262142 (so 1024 shares, one core, is weight 39)."""
+    shares = min(MAX_SHARES, max(MIN_SHARES, shares))
+    return 1 + (shares - MIN_SHARES) * 9999 // (MAX_SHARES - MIN_SHARES)
+
+
 def limit_files_v1(limits: Limits, swap_accounting: bool) -> list[tuple[str, str, str]]:
     """(controller, file, value) in write order. Unlimited values are written too, so that
     re-applying limits to an existing cgroup also lifts a limit that was removed."""
@@ -77,6 +101,7 @@ def limit_files_v1(limits: Limits, swap_accounting: bool) -> list[tuple[str, str
     writes.append(("cpu", "cpu.cfs_period_us", str(cpu_period_us(limits.cpu_millis))))
     quota = "-1" if limits.cpu_millis is None else str(cpu_quota_us(limits.cpu_millis))
     writes.append(("cpu", "cpu.cfs_quota_us", quota))
+    writes.append(("cpu", "cpu.shares", str(cpu_shares(limits.cpu_request_millis))))
     writes.append(("pids", "pids.max", "max" if limits.pids is None else str(limits.pids)))
     return writes
 
@@ -89,6 +114,7 @@ def limit_files_v2(limits: Limits, swap_file: bool) -> list[tuple[str, str]]:
         writes.append(("memory.swap.max", "0"))
     quota = "max" if limits.cpu_millis is None else str(cpu_quota_us(limits.cpu_millis))
     writes.append(("cpu.max", f"{quota} {cpu_period_us(limits.cpu_millis)}"))
+    writes.append(("cpu.weight", str(cpu_weight(cpu_shares(limits.cpu_request_millis)))))
     writes.append(("pids.max", "max" if limits.pids is None else str(limits.pids)))
     return writes
 

@@ -104,9 +104,19 @@ class PodCgroupV2:
         self.path.mkdir(parents=False, exist_ok=True)
         swap = (self.path / "memory.swap.max").exists()
         for name, value in limit_files_v2(limits, swap):
-            if name == "cpu.max" and limits.cpu_millis is None and not (self.path / name).exists():
-                continue  # no cpu controller and nothing to enforce with it
+            best_effort = name == "cpu.weight" or limits.cpu_millis is None
+            if name.startswith("cpu.") and best_effort and not (self.path / name).exists():
+                continue  # no cpu controller: a weight is best effort, no quota to enforce
             _write(self.path / name, value)
+
+    def create_without_controllers(self) -> None:
+        """The pod's cgroup and its agent-owned parents, no controller enabled: membership,
+        `populated`, kill and removal work on any v2 tree (limits need `create`)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def populated(self) -> bool:
+        """cgroup.events' `populated`: a live process in the cgroup (or below it)."""
+        return parse_flat_keyed(_read(self.path / "cgroup.events")).get("populated", 0) == 1
 
     def pids(self) -> list[int]:
         return parse_pid_list(_read(self.path / "cgroup.procs"))
@@ -121,12 +131,13 @@ class PodCgroupV2:
         pids = int(_read(self.path / "pids.current", "0").strip() or 0)
         return Usage(cpu, working_set(current, stat, "inactive_file"), pids)
 
-    async def kill_all(self, within: float = 10.0) -> None:
+    async def kill_all(self, within: float = 10.0, *, use_kill_file: bool = True) -> None:
+        """SIGKILL everything in the cgroup; `use_kill_file=False` takes the pre-5.14 path."""
         deadline = time.monotonic() + within
         kill_file = self.path / "cgroup.kill"
         freeze_file = self.path / "cgroup.freeze"
         while pids := self.pids():
-            if kill_file.exists():
+            if use_kill_file and kill_file.exists():
                 _write(kill_file, "1")
             else:
                 if freeze_file.exists():
@@ -166,8 +177,8 @@ class PodCgroupV1:
         swap = (memory / "memory.memsw.limit_in_bytes").exists()
         for controller, name, value in limit_files_v1(limits, swap):
             if controller not in self.dirs:
-                if controller == "cpu" and limits.cpu_millis is None:
-                    continue
+                if controller == "cpu" and (name == "cpu.shares" or limits.cpu_millis is None):
+                    continue  # a weight is best effort; only a quota needs the controller
                 raise CgroupError(f"the {controller} cgroup controller is not mounted")
             _write(self.dirs[controller] / name, value)
 
