@@ -17,7 +17,7 @@ import heapq
 import itertools
 from collections.abc import AsyncIterator
 
-DEFAULT_SLOTS = 4
+DEFAULT_SLOTS = 2
 
 
 class WriteSlots:
