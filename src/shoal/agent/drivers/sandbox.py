@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -77,6 +78,7 @@ from shoal.agent.sandbox.cgroups import (
 )
 from shoal.agent.sandbox.identity import Identity, allocate_identity, identity_key
 
+LOG = logging.getLogger(__name__)
 REASON_OOM_KILLED = "OOMKilled"
 REASON_UNAVAILABLE = "SandboxUnavailable"
 REASON_SANDBOX_ERROR = "SandboxError"
@@ -88,6 +90,22 @@ class _Sandbox:
     cgroup: PodCgroup
     key: str
     finished: asyncio.Task[ExitStatus] | None = None
+
+
+class _Steps:
+    """Milliseconds spent in each named step of a start, in order (for the debug log)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.elapsed: dict[str, float] = {}
+
+    def mark(self, step: str) -> None:
+        now = time.perf_counter()
+        self.elapsed[step] = 1000 * (now - self._last)
+        self._last = now
+
+    def describe(self) -> str:
+        return " ".join(f"{step}={ms:.2f}" for step, ms in self.elapsed.items())
 
 
 def translate_exit(status: ExitStatus, oom_kills: int) -> ExitStatus:
@@ -167,6 +185,8 @@ class SandboxDriver:
         self._bwrap_real = os.path.realpath(self._bwrap)
         self._setpriv = shutil.which("setpriv") or "setpriv"
         self._hierarchy: CgroupHierarchy | str | None = None
+        # Where the last successful start spent its time (ms per step): the bench prints it.
+        self.last_start_steps: dict[str, float] = {}
 
     def _cgroups(self) -> CgroupHierarchy | str:
         if self._hierarchy is None:
@@ -179,6 +199,9 @@ class SandboxDriver:
         return key, allocate_identity(key, held)
 
     async def start(self, spec: ProcessSpec) -> TaskHandle | StartError:
+        """Checks, uid, cgroup with limits, then one spawn of the launcher chain. The time of
+        each step (ms) is kept in `last_start_steps` and logged at debug level."""
+        steps = _Steps()
         available, why = sandbox_available()
         hierarchy = self._cgroups()
         if not available or not isinstance(hierarchy, CgroupHierarchy):
@@ -192,6 +215,7 @@ class SandboxDriver:
         if not spec.cwd.is_dir():
             return StartError("StartError", f"working directory {spec.cwd} does not exist")
         key, identity = self._identity(spec)
+        steps.mark("uid")
         if self._pods_root is not None and self._pods_root in spec.cwd.parents:
             # The agent made this directory for the pod: hand it to the pod's uid.
             os.chown(spec.cwd, identity.uid, identity.gid)
@@ -204,9 +228,11 @@ class SandboxDriver:
         found = resolve_executable(spec.argv[0], spec.cwd, build_environment(spec, self._host_env))
         if isinstance(found, StartError):
             return found
+        steps.mark("checks")
         cgroup = hierarchy.pod(self._node, spec.pod_uid)
         try:
-            await cgroup.kill_all()  # a leftover of this pod's previous run, if any
+            if cgroup.pids():  # a leftover of this pod's previous run
+                await cgroup.kill_all()
             await cgroup.remove()
             limits = spec.limits
             if limits.pids is None and self._default_pids is not None:
@@ -214,6 +240,7 @@ class SandboxDriver:
             cgroup.create(limits)
         except CgroupError as error:
             return StartError(REASON_SANDBOX_ERROR, str(error))
+        steps.mark("cgroup")
         layout = SandboxLayout(
             workdir=str(spec.cwd), hostname=spec.pod_name[:63], masked=self._masked
         )
@@ -226,12 +253,15 @@ class SandboxDriver:
             bwrap=self._bwrap,
         )
         started = await self._processes.start(dataclasses.replace(spec, argv=argv))
+        steps.mark("spawn")
         if isinstance(started, StartError):
             await cgroup.remove()
             return started
         state = {**cgroup.to_state(), "uid": identity.uid, "gid": identity.gid, "key": key}
         handle = dataclasses.replace(started, driver=self.name, driver_state=state)
         self._track(_Sandbox(handle, cgroup, key))
+        self.last_start_steps = steps.elapsed
+        LOG.debug("sandbox start of %s, ms per step: %s", spec.pod_name, steps.describe())
         return handle
 
     def _track(self, box: _Sandbox) -> None:
