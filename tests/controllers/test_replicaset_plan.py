@@ -7,7 +7,7 @@ from datetime import timedelta
 from controller_samples import T0, deployment, pod, replica_set
 
 from shoal.api.deployment import POD_TEMPLATE_HASH_LABEL
-from shoal.controllers.replicaset_plan import build_pod, reconcile_replicaset
+from shoal.controllers.replicaset_plan import build_pod, plan_inputs, reconcile_replicaset
 
 
 def rs_of(replicas: int, min_ready: float = 0):  # type: ignore[no-untyped-def]
@@ -102,3 +102,13 @@ def test_build_pod_carries_labels_owner_and_hash() -> None:
         == rs.metadata.labels[POD_TEMPLATE_HASH_LABEL]
     )
     assert built.spec == rs.spec.template.spec
+
+
+def test_plan_inputs_ignore_a_restart_but_not_readiness_or_deletion() -> None:
+    before = pod("a", restarts=1)
+    restarted = pod("a", restarts=2)
+    not_ready = pod("a", ready=False)
+    deleting = pod("a", deleting=True)
+    assert plan_inputs(before) == plan_inputs(restarted)
+    assert plan_inputs(before) != plan_inputs(not_ready)
+    assert plan_inputs(before) != plan_inputs(deleting)

@@ -7,6 +7,7 @@ an executor:
     Deployment event            → deployment controller (that deployment)
     ReplicaSet event            → replicaset controller (itself) and its owning deployment
     Pod event                   → its owning replicaset; the scheduler if unbound; the gc
+                                  (not when only what no plan reads changed: restart counts)
     owner DELETED               → gc of its dependents
     Node event                  → the scheduler, for every unbound pod; progressive
                                   deployments waiting for nodes to confirm routing
@@ -23,6 +24,7 @@ import logging
 
 from shoal.api.deployment import PROGRESSIVE_TYPES, Deployment
 from shoal.api.meta import Resource
+from shoal.api.pod import Pod
 from shoal.client import AsyncClient
 from shoal.controllers.analysis import AnalysisExecutor
 from shoal.controllers.clock import Clock
@@ -32,6 +34,7 @@ from shoal.controllers.gc import GarbageCollector
 from shoal.controllers.informer import EventKind
 from shoal.controllers.queue import Key
 from shoal.controllers.replicaset import ReplicaSetExecutor
+from shoal.controllers.replicaset_plan import plan_inputs
 from shoal.controllers.runner import Controller
 from shoal.scheduler.binder import Binder, needs_scheduling
 
@@ -70,6 +73,7 @@ class ControllerManager:
             clock=clock,
             workers=workers,
         )
+        self._pod_inputs: dict[Key, tuple[object, ...]] = {}
         context.deployments.add_handler(self._on_deployment)
         context.replica_sets.add_handler(self._on_replica_set)
         context.pods.add_handler(self._on_pod)
@@ -97,6 +101,15 @@ class ControllerManager:
             self.deployments.enqueue(owner)
 
     def _on_pod(self, kind: EventKind, obj: Resource) -> None:
+        key = key_of(obj)
+        if kind == "DELETED":
+            self._pod_inputs.pop(key, None)
+        elif isinstance(obj, Pod):
+            inputs = plan_inputs(obj)
+            if self._pod_inputs.get(key) == inputs and kind == "MODIFIED":
+                # Only what no plan reads changed (a restart count, a pid): nothing to do.
+                return
+            self._pod_inputs[key] = inputs
         owner = owner_key(obj, "ReplicaSet")
         if owner is not None:
             self.replica_sets.enqueue(owner)

@@ -63,6 +63,24 @@ def available_in(pod: Pod, min_ready_seconds: float, now: datetime) -> float | N
     return max(0.0, min_ready_seconds - (now - since).total_seconds())
 
 
+def plan_inputs(pod: Pod) -> tuple[object, ...]:
+    """What of a pod the ReplicaSet's plan reads, but its restart count.
+
+    A pod status change that leaves this unchanged (a crash-looping pod's restart count, its
+    pid, its last exit) cannot change the plan, so the manager does not wake the ReplicaSet
+    for it: 500 crash-looping pods re-planned their ReplicaSet on every restart. The restart
+    count only breaks ties when pods are deleted, and a scale-down wakes the ReplicaSet anyway.
+    """
+    return (
+        pod.spec.node_name,
+        pod.status.phase,
+        pod.metadata.deletion_timestamp,
+        is_ready(pod),
+        ready_since(pod),
+        tuple((ref.kind, ref.uid, ref.controller) for ref in pod.metadata.owner_references),
+    )
+
+
 def deletion_rank(pod: Pod) -> tuple[int, int, int, float, int, float]:
     """Sort key: pods to delete first sort first."""
     since = ready_since(pod)
