@@ -85,6 +85,28 @@ def test_apply_action() -> None:
     )
 
 
+def test_apply_keeps_system_annotations_the_document_does_not_name() -> None:
+    promoted = stored()
+    promoted["metadata"] = dict(
+        promoted["metadata"],
+        annotations={"rollout.shoal.dev/action": "promote 1", "team": "a"},
+    )
+    manifest = stored()
+    manifest["metadata"] = {"name": "web", "labels": {"app": "web"}, "annotations": {"team": "a"}}
+    assert semantics.apply_action(promoted, manifest) is ApplyAction.UNCHANGED
+    merged = semantics.merge_apply(promoted, manifest, explicit_metadata={"name"})
+    assert merged["metadata"]["annotations"] == {
+        "rollout.shoal.dev/action": "promote 1",
+        "team": "a",
+    }
+    manifest["metadata"]["annotations"] = {}  # a user annotation removed is a change
+    assert semantics.apply_action(promoted, manifest) is ApplyAction.CONFIGURED
+    merged = semantics.merge_apply(promoted, manifest, explicit_metadata={"name"})
+    assert merged["metadata"]["annotations"] == {"rollout.shoal.dev/action": "promote 1"}
+    assert not semantics.is_system_annotation("example.com/shoal.dev")
+    assert semantics.is_system_annotation("deployment.shoal.dev/revision")
+
+
 def test_deletion_rules() -> None:
     marked = semantics.mark_deleted(stored(), NOW)
     assert semantics.is_terminating(marked) and not semantics.should_remove(marked)

@@ -103,19 +103,44 @@ def merge_apply(stored: Object, document: Object, explicit_metadata: set[str]) -
             meta[key] = stored["metadata"][key]
         elif key not in explicit_metadata:
             meta.pop(key, None)
+    annotations = _applied_annotations(stored, document)
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
     return result
 
 
+def is_system_annotation(key: str) -> bool:
+    """Annotations shoal itself writes (`deployment.shoal.dev/revision`, the rollout verbs'
+    `rollout.shoal.dev/action`): in a domain ending in shoal.dev."""
+    domain, slash, _ = key.partition("/")
+    return bool(slash) and (domain == "shoal.dev" or domain.endswith(".shoal.dev"))
+
+
+def _applied_annotations(stored: Object, document: Object) -> dict[str, Any]:
+    """The document's annotations, plus the stored system annotations it does not name: a
+    manifest re-applied after `shoal rollout promote` must neither drop the controller's
+    bookkeeping nor count as a change (as kubectl apply keeps what others set)."""
+    own = document["metadata"].get("annotations") or {}
+    kept = {
+        key: value
+        for key, value in (stored["metadata"].get("annotations") or {}).items()
+        if is_system_annotation(key) and key not in own
+    }
+    return {**kept, **own}
+
+
 def apply_action(stored: Object | None, document: Object) -> ApplyAction:
-    """`unchanged` when spec part, labels and annotations are identical to the stored ones."""
+    """`unchanged` when spec part, labels and annotations (system ones kept, see
+    `merge_apply`) are identical to the stored ones."""
     if stored is None:
         return ApplyAction.CREATED
     same_spec = spec_part(stored) == spec_part(document)
     stored_meta, new_meta = stored["metadata"], document["metadata"]
-    same_meta = all(
-        (stored_meta.get(key) or {}) == (new_meta.get(key) or {})
-        for key in ("labels", "annotations")
-    )
+    same_meta = (stored_meta.get("labels") or {}) == (new_meta.get("labels") or {}) and (
+        stored_meta.get("annotations") or {}
+    ) == _applied_annotations(stored, document)
     return ApplyAction.UNCHANGED if same_spec and same_meta else ApplyAction.CONFIGURED
 
 
