@@ -12,7 +12,7 @@ harness in tests/e2e starts it and stops it by pid):
   3. apply -> ready: a bare Pod of the probe app applied through the API until its status says
      ready (bound by the scheduler, started by the agent, readiness probe every 10 ms), p50 over
      N pods per isolation, alternating, in one run (goal: sandbox adds < 50 ms);
-  4. a neighbour's p99 under a paced load (200 req/s through its Service) beside an OOM loop,
+  4. a neighbour's p99 under an open-loop fixed-rate load through its Service beside an OOM loop,
      a CPU-only control with the same CPU limit (both frozen and thawed in A B B A windows), and
      a pod OOM-killed and restarted by policy (bench/sandbox_neighbour.py has the method)
      (goal < 1.2x).
