@@ -242,9 +242,11 @@ async def run(ctx: Context, result: Result) -> None:
         all_looping = await wait_for(looping, 120, interval=1.0)
         reasons: list[str] = []
         backoff_events: list[str] = []
+        unscheduled: list[str] = []  # the node's pod capacity (500) counts parts b and c's pods
         with contextlib.suppress(Exception):  # an overwhelmed server: the figures say so
             pods = await list_items(cluster.client, "pods", "app=crasher")
             reasons = sorted({str((p.get("status") or {}).get("reason")) for p in pods})
+            unscheduled = [u for p in pods if (u := _unscheduled(p)) is not None]
             backoff_events = await events_about(cluster, "exit")
         await wait_for(lambda: _delete(cluster, f"{DEPLOYMENTS}/crasher"), 60, interval=1.0)
 
@@ -256,7 +258,8 @@ async def run(ctx: Context, result: Result) -> None:
         p99 = percentile(prober.latencies, 0.99)
         say(
             f"{crashers} crash-looping pods: {looped[0]} restarted at least once "
-            f"{'within 120s' if all_looping is None else f'after {all_looping:.0f}s'}; reasons "
+            f"{'within 120s' if all_looping is None else f'after {all_looping:.0f}s'}; "
+            f"{len(unscheduled)} never scheduled {sorted(set(unscheduled))}; reasons "
             f"{reasons}; {len(backoff_events)} events about exits; all removed "
             f"{removed if removed is None else f'{removed:.0f}s'} after the delete; API probe "
             f"p99 {p99 * 1000:.0f} ms over {len(prober.latencies)} reads "
@@ -289,6 +292,14 @@ async def run(ctx: Context, result: Result) -> None:
         for holder in holders:
             holder.close()
         await cluster.close()
+
+
+def _unscheduled(pod: dict[str, Any]) -> str | None:
+    """Why the scheduler could not place `pod` (its PodScheduled=False message), or None."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason"))
+    return None
 
 
 def _hold_port(holders: list[socket.socket]) -> int:
