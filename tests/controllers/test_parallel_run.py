@@ -5,6 +5,7 @@ configuration from the Pod's environment."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,24 @@ def test_without_chrt_the_wrapper_still_runs_the_command_at_low_priority(tmp_pat
         check=True,
     )
     assert done.stdout.split() == [str(BACKGROUND_NICE), "False"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/proc/self/autogroup").exists(),
+    reason="needs root (to run the wrapper as an unprivileged uid) and a kernel with autogroups",
+)
+def test_three_unprivileged_wrappers_started_at_once_all_lower_their_autogroup() -> None:
+    # The kernel allows an unprivileged autogroup change once per 100 ms machine-wide; a
+    # parallel run starts three sandboxed comparison pods at once, so the wrapper retries.
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    runs = [
+        subprocess.Popen(
+            [*as_nobody, *BACKGROUND_WRAPPER, "cat", "/proc/self/autogroup"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [run.communicate(timeout=30)[0] for run in runs]
+    assert [out.split()[-1] for out in outputs] == [str(BACKGROUND_NICE)] * 3, outputs

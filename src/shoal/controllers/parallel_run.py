@@ -95,17 +95,22 @@ COMPARE_LABEL = "shoal.dev/compare"
 COMPARE_ROLE_LABEL = "shoal.dev/compare-role"
 #: Niceness of the comparison Pods and the differ: background work, the live pods come first.
 BACKGROUND_NICE = 19
-#: The differ Pod's replay bounds: samples in flight (x3 requests) and samples waiting; more
-#: is dropped and counted. A comparison needs hundreds of samples, not every request.
 #: The command prefix of a comparison Pod: lower the session's autogroup, then the process.
+#: The kernel lets an unprivileged process change an autogroup's niceness once per 100 ms
+#: machine-wide (EAGAIN otherwise), and a parallel run starts three comparison pods at once
+#: under sandbox uids, so the write is retried for up to a second.
 BACKGROUND_WRAPPER = [
     "sh",
     "-c",
-    f"{{ echo {BACKGROUND_NICE} > /proc/self/autogroup; }} 2>/dev/null; "
+    "n=0; while [ -e /proc/self/autogroup ] && [ $n -lt 20 ] && "
+    f"! {{ echo {BACKGROUND_NICE} > /proc/self/autogroup; }} 2>/dev/null; "
+    "do n=$((n + 1)); sleep 0.05 2>/dev/null; done; "
     f'chrt --idle 0 true 2>/dev/null && exec chrt --idle 0 nice -n {BACKGROUND_NICE} "$@"; '
     f'exec nice -n {BACKGROUND_NICE} "$@"',
     "shoal-compare",  # $0 of the script
 ]
+#: The differ Pod's replay bounds: samples in flight (x3 requests) and samples waiting; more
+#: is dropped and counted. A comparison needs hundreds of samples, not every request.
 REPLAY_CONCURRENCY = 4
 REPLAY_QUEUE = 16
 #: Samples per second the differ Pod replays at most: the comparison's CPU stays bounded
