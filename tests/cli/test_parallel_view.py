@@ -3,7 +3,8 @@ report's tally and top differing fields."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from cli_samples import NOW
+from cli_samples import deployment as sample_deployment
 
 from shoal.api.deployment import Deployment
 from shoal.api.diffreport import (
@@ -19,24 +20,13 @@ from shoal.api.rollout import RolloutStatus, TrafficRouting
 from shoal.cli.parallel_view import parallel_rows
 from shoal.cli.rollout_view import render, rollout_lines
 
-NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
 
 def deployment(canary: str | None, aborted: bool = False) -> Deployment:
-    d = Deployment.from_json(
-        {
-            "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"command": ["x"]}},
-                "strategy": {
-                    "type": "ParallelRun",
-                    "parallelRun": {"mirrorPercent": 50, "minSamples": 200, "duration": "5m"},
-                },
-            },
-        }
-    )
+    strategy = {
+        "type": "ParallelRun",
+        "parallelRun": {"mirrorPercent": 50, "minSamples": 200, "duration": "5m"},
+    }
+    d = sample_deployment(strategy=strategy)
     d.status.rollout = RolloutStatus(
         stable_hash="old",
         new_hash="new",
