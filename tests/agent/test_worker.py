@@ -91,6 +91,9 @@ class Rig:
     async def pod(self, name: str) -> Pod:
         return await self.client.get(Pod, name)
 
+    async def ready(self, name: str) -> bool:
+        return (await self.pod(name)).status.ready
+
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
@@ -140,10 +143,7 @@ async def test_a_pod_starts_with_our_finalizer_ports_and_gets_ready(rig: Rig) ->
     pod = await rig.create("web")
     rig.run(pod)
 
-    async def ready() -> bool:
-        return (await rig.pod("web")).status.ready
-
-    await eventually(ready)
+    await eventually(lambda: rig.ready("web"))
     current = await rig.pod("web")
     assert FINALIZER in current.metadata.finalizers
     (start,) = [c for c in rig.driver.calls if c[0] == "start"]
@@ -258,10 +258,7 @@ async def test_a_recorded_live_process_is_adopted_not_started_again(rig: Rig) ->
     rig.run(pod)
     await eventually(lambda: ("recover", 777) in rig.driver.calls)
 
-    async def ready() -> bool:
-        return (await rig.pod("web")).status.ready
-
-    await eventually(ready)
+    await eventually(lambda: rig.ready("web"))
     current = await rig.pod("web")
     assert (current.status.pid, current.status.restart_count) == (777, 4)
     assert not [c for c in rig.driver.calls if c[0] == "start"]
@@ -276,10 +273,7 @@ async def test_an_adopted_process_whose_status_was_never_written_gets_it(rig: Ri
     rig.ctx.records.save(PodRecord(uid, "default", "web", {"http": 20002}, handle, 0))
     rig.run(pod)
 
-    async def ready() -> bool:
-        return (await rig.pod("web")).status.ready
-
-    await eventually(ready)
+    await eventually(lambda: rig.ready("web"))
     status = (await rig.pod("web")).status
     assert (status.phase, status.pid, status.host_port) == ("Running", 778, 20002)
     assert not [c for c in rig.driver.calls if c[0] == "start"]
@@ -306,10 +300,7 @@ async def test_without_the_drain_the_process_is_stopped_with_requests_in_flight(
     pod = await rig.create("web", service=True)
     rig.run(pod)
 
-    async def ready() -> bool:
-        return (await rig.pod("web")).status.ready
-
-    await eventually(ready)
+    await eventually(lambda: rig.ready("web"))
     port = (await rig.pod("web")).status.host_port
     assert port is not None
     rig.sink.in_flight[("default.web.all", "127.0.0.1", port)] = 1
