@@ -29,6 +29,7 @@ from shoal.api.deployment import PROGRESSIVE_TYPES, Deployment
 from shoal.api.meta import find_condition
 from shoal.cli.durations import format_seconds
 from shoal.cli.errors import CommandError
+from shoal.cli.rollout_view import describe_step
 from shoal.cli.watching import follow_object
 from shoal.client import AsyncClient
 
@@ -106,13 +107,7 @@ def _current_step(deployment: Deployment) -> str:
         return ""
     if not 0 <= rollout.step_index < len(canary.steps):
         return ""
-    step = canary.steps[rollout.step_index]
-    if step.pause is not None:
-        what = "pause"
-    elif step.analysis is not None:
-        what = "analysis " + ",".join(t.template_name for t in step.analysis.templates)
-    else:
-        what = "setWeight" if step.set_weight is not None else "setHeaderRoute"
+    what = describe_step(canary.steps[rollout.step_index])
     return f" at step {rollout.step_index + 1}/{len(canary.steps)} ({what})"
 
 
