@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable
 from shoal.differ.aggregate import Aggregator, Sample
 from shoal.differ.compare import Headers
 from shoal.differ.endpoints import endpoint_key
-from shoal.differ.http import MirroredRequest, UpstreamPool, encode_request
-from shoal.differ.targets import Target, Targets, address_of, all_addresses
+from shoal.differ.http import Address, MirroredRequest, UpstreamPool, encode_request
+from shoal.differ.targets import Targets, address_of, all_addresses
 
 SHADOW_HEADER = "x-shoal-shadow"
 _NOT_FORWARDED = frozenset(
@@ -141,23 +141,25 @@ class Replayer:
             request = await self.queue.get()
             await self.replay(request)
 
-    def _pick(self) -> tuple[Target, Target, Target] | None:
+    def _pick(self, port: str | None) -> tuple[Address, Address, Address] | None:
+        """The primary, second primary and candidate addresses for a mirror of app port `port`
+        (round-robin); None without instances or when one of the three lacks that port."""
         primaries, candidates = self.targets.primaries, self.targets.candidates
         if not primaries or not candidates:
             return None
         turn = self._turn
         self._turn += 1
-        return (
-            primaries[turn % len(primaries)],
-            primaries[(turn + 1) % len(primaries)],
-            candidates[turn % len(candidates)],
-        )
+        primary = address_of(primaries[turn % len(primaries)], port)
+        secondary = address_of(primaries[(turn + 1) % len(primaries)], port)
+        candidate = address_of(candidates[turn % len(candidates)], port)
+        if primary is None or secondary is None or candidate is None:
+            return None
+        return primary, secondary, candidate
 
     async def replay(self, request: MirroredRequest) -> None:
         """Send one request to the three instances and record the sample."""
-        picked = self._pick()
-        addresses = [address_of(t, request.port) for t in picked] if picked is not None else []
-        if not addresses or None in addresses:
+        addresses = self._pick(request.port)
+        if addresses is None:
             self.aggregator.record_skipped()
             return
         data = encode_request(
@@ -165,7 +167,7 @@ class Replayer:
         )
         head = request.method == "HEAD"
         primary, secondary, candidate = await asyncio.gather(
-            *(self.pool.send(address, data, head) for address in addresses if address is not None)
+            *(self.pool.send(address, data, head) for address in addresses)
         )
         self.replayed += 1
         self.aggregator.record(
