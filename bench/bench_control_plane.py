@@ -23,7 +23,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,10 +33,10 @@ from agent_harness import (
     ShoalServer,
     app_deployment,
     free_port,
-    kill_leftovers,
     service,
     wait_for,
 )
+from server_run import running_server
 
 from shoal.api.deployment import Deployment
 from shoal.api.pod import Pod
@@ -120,27 +119,17 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.02, help="readiness periodSeconds")
     args = parser.parse_args()
     rows: list[tuple[float, float, float]] = []
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as temp:
-        server = ShoalServer(Path(temp))
-        try:
-            server.start()
-            for run in range(args.runs):
-                # Interleaved, so that other load on the machine hits both sides alike.
-                alone, together = app_start_seconds(1), app_start_seconds(3)
-                total = asyncio.run(one_run(server, f"cp{run}", args.period))
-                rows.append((total, together, alone))
-                print(
-                    f"run {run + 1}: apply -> 3 ready and in Envoy {1000 * total:4.0f} ms;"
-                    f" app start: 3 at once {1000 * together:4.0f} ms, alone {1000 * alone:3.0f} ms"
-                )
-                wait_for("the pods to be gone", lambda: asyncio.run(gone(server)))
-        finally:
-            server.close()
-            if server.running():
-                server.stop()
-            leaked = kill_leftovers(server)
-            if leaked:
-                print(f"LEAKED (killed now): {leaked}")
+    with running_server() as server:
+        for run in range(args.runs):
+            # Interleaved, so that other load on the machine hits both sides alike.
+            alone, together = app_start_seconds(1), app_start_seconds(3)
+            total = asyncio.run(one_run(server, f"cp{run}", args.period))
+            rows.append((total, together, alone))
+            print(
+                f"run {run + 1}: apply -> 3 ready and in Envoy {1000 * total:4.0f} ms;"
+                f" app start: 3 at once {1000 * together:4.0f} ms, alone {1000 * alone:3.0f} ms"
+            )
+            wait_for("the pods to be gone", lambda: asyncio.run(gone(server)))
     median = statistics.median
     print(f"apply -> 3 ready and in Envoy (median):  {1000 * median(r[0] for r in rows):.0f} ms")
     print(f"app start, 3 at once / alone (median):   {1000 * median(r[1] for r in rows):.0f}"

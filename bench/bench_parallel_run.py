@@ -34,7 +34,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,10 +48,10 @@ from agent_harness import (
     ShoalServer,
     app_deployment,
     free_port,
-    kill_leftovers,
     service,
     wait_for,
 )
+from server_run import running_server
 
 from shoal.api.deployment import Deployment
 from shoal.api.diffreport import DiffReport, DiffReportStatus, report_name
@@ -258,47 +257,37 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=50)
     parser.add_argument("--kill-seconds", type=float, default=8.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as temp:
-        server = ShoalServer(Path(temp))
+    with running_server() as server:
         ports = {"mirrored": free_port(), "plain": free_port()}
-        try:
-            server.start()
-            server.client.apply_all(
-                [
-                    parallel_app("v1"),
-                    app_deployment("plain", replicas=2),
-                    service("mirrored", ports["mirrored"]),
-                    service("plain", ports["plain"]),
-                ]
-            )
+        server.client.apply_all(
+            [
+                parallel_app("v1"),
+                app_deployment("plain", replicas=2),
+                service("mirrored", ports["mirrored"]),
+                service("plain", ports["plain"]),
+            ]
+        )
 
-            def healthy() -> bool:
-                rollout = server.client.get(Deployment, "mirrored").status.rollout
-                return rollout is not None and rollout.phase == "Healthy"
+        def healthy() -> bool:
+            rollout = server.client.get(Deployment, "mirrored").status.rollout
+            return rollout is not None and rollout.phase == "Healthy"
 
-            wait_for("mirrored v1 healthy", healthy, 60)
-            server.client.apply_all([parallel_app("v2")])
-            wait_for("the comparison", lambda: candidate_of(server) is not None, 60)
-            candidate = candidate_of(server)
-            assert candidate is not None
+        wait_for("mirrored v1 healthy", healthy, 60)
+        server.client.apply_all([parallel_app("v2")])
+        wait_for("the comparison", lambda: candidate_of(server) is not None, 60)
+        candidate = candidate_of(server)
+        assert candidate is not None
 
-            def differ_reports() -> bool:
-                # Requests until the differ (its Pod ready, in Envoy) has compared some.
-                with httpx.Client(timeout=10) as client:
-                    for _ in range(20):
-                        client.get(f"http://127.0.0.1:{ports['mirrored']}/price")
-                return report_status(server, candidate).compared > 0
+        def differ_reports() -> bool:
+            # Requests until the differ (its Pod ready, in Envoy) has compared some.
+            with httpx.Client(timeout=10) as client:
+                for _ in range(20):
+                    client.get(f"http://127.0.0.1:{ports['mirrored']}/price")
+            return report_status(server, candidate).compared > 0
 
-            wait_for("the differ's first report", differ_reports, 90)
-            measure_rounds(server, candidate, ports, args)
-            kill_round(server, ports, args)
-        finally:
-            server.close()
-            if server.running():
-                server.stop()
-            leaked = kill_leftovers(server)
-            if leaked:
-                print(f"LEAKED (killed now): {leaked}")
+        wait_for("the differ's first report", differ_reports, 90)
+        measure_rounds(server, candidate, ports, args)
+        kill_round(server, ports, args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,13 +27,13 @@ from agent_harness import (
     ShoalServer,
     app_deployment,
     free_port,
-    kill_leftovers,
     pods_of,
     service,
     under_load,
     wait_for,
     wait_rollout,
 )
+from server_run import running_server
 
 
 def rollouts(server: ShoalServer, port: int, count: int, clients: int, post_every: int) -> None:
@@ -97,20 +96,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--post-every", type=int, default=3, help="0: GETs only")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="shoal-bench-") as temp:
-        server = ShoalServer(Path(temp))
+    with running_server() as server:
         port = free_port()
-        try:
-            server.start()
-            rollouts(server, port, args.rollouts, args.clients, args.post_every)
-            kill_one_pod(server, port, args.clients)
-        finally:
-            server.close()
-            if server.running():
-                server.stop()
-            leaked = kill_leftovers(server)
-            if leaked:
-                print(f"LEAKED (killed now): {leaked}")
+        rollouts(server, port, args.rollouts, args.clients, args.post_every)
+        kill_one_pod(server, port, args.clients)
 
 
 if __name__ == "__main__":
