@@ -242,16 +242,14 @@ def lower_priority(
     sets its session's autogroup niceness to the result, where the kernel has autogroups. Not
     otherwise: `shoal differ` run from a terminal must not lower the priority of the
     terminal's whole session. Failures of the extras are harmless: nice still applies."""
-    if increment <= 0 and not idle:
-        return
-    niceness = os.nice(max(increment, 0))
+    if increment > 0:
+        niceness = os.nice(increment)
+        if os.getsid(0) == os.getpid():
+            with contextlib.suppress(OSError):
+                autogroup.write_text(f"{niceness}\n")
     if idle:
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    if increment <= 0 or os.getsid(0) != os.getpid():
-        return
-    with contextlib.suppress(OSError):
-        autogroup.write_text(f"{niceness}\n")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
