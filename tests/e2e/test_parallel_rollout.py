@@ -241,26 +241,37 @@ def retry_aborts_again(shoal_server: ShoalServer, candidate: str, first: DiffRep
     assert again.status.compared >= 40, again.status
 
 
-def test_differ_killed_mid_run_costs_no_live_request(shoal_server: ShoalServer) -> None:
-    port = free_port()
-    settings = {
+def mid_run_settings(duration: str) -> dict[str, Any]:
+    """A run that promotes by itself after `duration` (the kill tests: kill mid-run)."""
+    return {
         "mirrorPercent": 100,
         "minSamples": 50,
-        "duration": "8s",
+        "duration": duration,
         "maxDiffRate": 0.01,
         "compare": COMPARE,
     }
+
+
+def comparing_v2(server: ShoalServer, settings: dict[str, Any], compared: int) -> str:
+    """Apply v2 and wait until its differ has compared `compared` requests; its revision."""
+    server.client.apply_all([parallel_app("v2", settings)])
+    candidate = candidate_hash(server)
+
+    def comparing() -> bool:
+        found = report(server, candidate)
+        return found is not None and found.status.compared >= compared
+
+    wait_for("the differ comparing", comparing, 60)
+    return candidate
+
+
+def test_differ_killed_mid_run_costs_no_live_request(shoal_server: ShoalServer) -> None:
+    port = free_port()
+    settings = mid_run_settings("8s")
     shoal_server.client.apply_all([parallel_app("v1", settings), service("web", port)])
     wait_for("v1 healthy", lambda: healthy_at(shoal_server), ROLLOUT_TIMEOUT)
     with under_load(port, clients=4, path="/price") as load:
-        shoal_server.client.apply_all([parallel_app("v2", settings)])
-        candidate = candidate_hash(shoal_server)
-
-        def comparing() -> bool:
-            found = report(shoal_server, candidate)
-            return found is not None and found.status.compared >= 20
-
-        wait_for("the differ comparing", comparing, 60)
+        candidate = comparing_v2(shoal_server, settings, compared=20)
         (pod,) = differ_pods(shoal_server)
         assert pod.status.pid is not None
         before = load.total
@@ -282,24 +293,11 @@ def test_kill_9_of_the_server_mid_run_readopts_the_differ_and_the_run_goes_on(
     shoal_server: ShoalServer,
 ) -> None:
     port = free_port()
-    settings = {
-        "mirrorPercent": 100,
-        "minSamples": 50,
-        "duration": "6s",
-        "maxDiffRate": 0.01,
-        "compare": COMPARE,
-    }
+    settings = mid_run_settings("6s")
     shoal_server.client.apply_all([parallel_app("v1", settings), service("web", port)])
     wait_for("v1 healthy", lambda: healthy_at(shoal_server), ROLLOUT_TIMEOUT)
     with under_load(port, clients=4, path="/price") as load:
-        shoal_server.client.apply_all([parallel_app("v2", settings)])
-        candidate = candidate_hash(shoal_server)
-
-        def comparing() -> bool:
-            found = report(shoal_server, candidate)
-            return found is not None and found.status.compared >= 10
-
-        wait_for("the differ comparing", comparing, 60)
+        candidate = comparing_v2(shoal_server, settings, compared=10)
         (pod,) = differ_pods(shoal_server)
         pid = pod.status.pid
         shoal_server.crash()  # API, controllers and agent die; pods and Envoy keep running
