@@ -9,12 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from shoal.agent.dataplane import DataPlane
 from shoal.agent.drivers.base import Driver, StartError
 from shoal.agent.ports import PortAllocator
-from shoal.agent.probe_checks import probe_client
 from shoal.agent.records import PodRecords
 from shoal.agent.writeslots import WriteSlots
 from shoal.api.pod import Pod
@@ -58,10 +55,6 @@ class AgentContext:
     address: str = "127.0.0.1"
     drain_timeout: float = 30.0
     drain_before_stop: bool = True  # False only as a test knob (see runner.SKIP_DRAIN_VARIABLE)
-    # What `probe_checks.check_probe` wants (it is used for exec probes here, httpGet and tcp
-    # go through socket_probes); created once per node, an httpx client costs ~20 ms of CPU.
-    # Closed by the runner.
-    probe_client: httpx.AsyncClient = field(default_factory=probe_client)
     # Pods whose readiness probe passes, known here before their status says so: the routing
     # table takes them in at once, and one status write then sets ContainersReady and Ready.
     locally_ready: set[str] = field(default_factory=set)

@@ -1,9 +1,11 @@
 """One probe attempt against a pod: httpGet, tcpSocket or exec (the I/O half of probes).
 
-Called by `probes.ProbeWorker` through `check_probe`. Every attempt is bounded by the probe's
-timeoutSeconds and ends in a `CheckResult`, never an exception. Named ports resolve to the
-ports the agent allocated for the pod. httpGet uses httpx (no redirects followed, no keep-alive:
-like Kubernetes, any 200-399 answer is a success and a probe leaves no idle connection behind).
+Called by `probes.ProbeWorker` through `check_probe`, and by the pod worker through
+`check_exec` (its httpGet and tcpSocket attempts go through socket_probes). Every attempt is
+bounded by the probe's timeoutSeconds and ends in a `CheckResult`, never an exception. Named
+ports resolve to the ports the agent allocated for the pod. httpGet uses httpx (no redirects
+followed, no keep-alive: like Kubernetes, any 200-399 answer is a success and a probe leaves no
+idle connection behind).
 """
 
 from __future__ import annotations
@@ -85,11 +87,17 @@ async def check_tcp(action: TCPSocketAction, port: int, limit_seconds: float) ->
     return CheckResult(True, f"tcp {target}: connected")
 
 
+async def check_exec(probe: Probe, target: ProbeTarget) -> CheckResult:
+    """One attempt of an exec probe (`probe.exec` is set)."""
+    assert probe.exec is not None
+    result = await run_exec(probe.exec.command, target.exec_context, probe.timeout_seconds)
+    return CheckResult(result.succeeded, result.describe())
+
+
 async def check_probe(probe: Probe, target: ProbeTarget, client: httpx.AsyncClient) -> CheckResult:
     """Run one attempt of `probe` (exactly one handler is set, the API validated that)."""
     if probe.exec is not None:
-        result = await run_exec(probe.exec.command, target.exec_context, probe.timeout_seconds)
-        return CheckResult(result.succeeded, result.describe())
+        return await check_exec(probe, target)
     action = probe.http_get or probe.tcp_socket
     assert action is not None
     port = resolve_port(action.port, target.ports)

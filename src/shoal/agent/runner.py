@@ -373,7 +373,6 @@ class Agent:
                 await self.envoy_restarts.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.flush(), 2.0)
-            await self.context.probe_client.aclose()
             if self.envoy is not None and stop_pods:
                 await self.envoy.stop()
             elif self.envoy is not None:

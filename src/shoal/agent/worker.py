@@ -38,7 +38,7 @@ from shoal.agent.logs import PodLogs
 from shoal.agent.podprocess import assign_ports, port_names_to_allocate, process_spec
 from shoal.agent.podwrites import PodWrites
 from shoal.agent.ports import PortsExhaustedError
-from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_probe, resolve_port
+from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_exec, resolve_port
 from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord
 from shoal.agent.restarts import RestartHistory, next_restart
@@ -284,7 +284,7 @@ class PodWorker:
     async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
         action = probe.http_get or probe.tcp_socket
         if action is None:  # exec
-            return await check_probe(probe, target, self.ctx.probe_client)
+            return await check_exec(probe, target)
         port = resolve_port(action.port, target.ports)
         if port is None:
             return CheckResult(False, f"port {action.port!r} is not a port of this pod")
