@@ -235,7 +235,7 @@ class Agent:
                 self.recorder.record(
                     service, "Warning", "PortInUse",
                     f"port {port} is held by another process; the Service does not listen "
-                    "there until it is free (shoal retries every 5 s)",
+                    f"there until it is free (shoal retries every {PORT_RETRY_SECONDS:g} s)",
                 )  # fmt: skip
         asyncio.get_running_loop().call_later(PORT_RETRY_SECONDS, self.dataplane.invalidate)
 
