@@ -2,8 +2,8 @@
 
 The agent runner gives a driver `PodLogs.current` as the process's stdout/stderr file, calls
 `new_run()` before each restart (the log of the run that ended becomes `--previous`) and
-`rotate_if_needed()` periodically. `shoal logs` (through the agent or the server) reads with
-`tail_lines` and `follow`.
+`rotate_logs()` on every pod's logs periodically. `shoal logs` (through the agent or the
+server) reads with `tail_lines` and `follow`.
 
 Layout, under `<data dir>/pods/<namespace>_<name>_<uid>/logs/`:
 
@@ -20,6 +20,7 @@ pod's output through the agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +32,8 @@ PREVIOUS = "previous.log"
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 3
 _BLOCK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,15 @@ class PodLogs:
     def remove(self) -> None:
         """Delete every log of the pod (the pod is gone for good)."""
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def rotate_logs(logs: list[PodLogs], max_bytes: int, keep: int) -> None:
+    """One round of the agent runner's rotation: a failure is logged, never raised."""
+    for pod_logs in logs:
+        try:
+            pod_logs.rotate_if_needed(max_bytes, keep)
+        except OSError as error:  # a pod stopping meanwhile, a full disk: try next round
+            log.warning("log rotation in %s failed: %s", pod_logs.directory, error)
 
 
 def tail_lines(paths: Sequence[Path], count: int) -> list[str]:

@@ -35,7 +35,7 @@ from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.envoy_restarts import EnvoyRestartReporter
 from shoal.agent.http import AgentHttp
 from shoal.agent.listener_ports import can_listen
-from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, PodLogs
+from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, rotate_logs
 from shoal.agent.node import NodeRegistration
 from shoal.agent.ports import PortAllocator, can_bind
 from shoal.agent.records import PodRecord, PodRecords
@@ -118,14 +118,6 @@ def node_drivers(node_name: str, data_dir: Path, sandbox_ok: bool, reason: str) 
             node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
         )
     return DriverChoice(drivers, choose_driver_rule(sandbox_ok, reason))
-
-
-def rotate_logs(logs: list[PodLogs], max_bytes: int, keep: int) -> None:
-    for pod_logs in logs:
-        try:
-            pod_logs.rotate_if_needed(max_bytes, keep)
-        except OSError as error:  # a pod stopping meanwhile, a full disk: try next round
-            log.warning("log rotation in %s failed: %s", pod_logs.directory, error)
 
 
 class Agent:
