@@ -111,6 +111,19 @@ async def test_wait_serving_returns_once_envoy_confirmed_the_pod(
     assert dataplane.confirmed["a"][0].state == "serving"
 
 
+async def test_wait_synced_returns_after_the_next_confirmed_sync_not_a_failed_one(
+    plane: tuple[DataPlane, Source, SlowSink],
+) -> None:
+    dataplane, _source, sink = plane
+    assert not await dataplane.wait_synced(dataplane.syncs, 0.05), "no sync asked for"
+    before = dataplane.syncs
+    sink.failures = 1  # the first apply fails (Envoy not up yet), the retry is confirmed
+    waiting = asyncio.create_task(dataplane.wait_synced(before, 5))
+    dataplane.invalidate()
+    assert await waiting
+    assert dataplane.syncs == before + 1 and sink.failures == 0
+
+
 async def test_drain_waits_for_a_draining_table_and_for_in_flight_requests(
     plane: tuple[DataPlane, Source, SlowSink],
 ) -> None:

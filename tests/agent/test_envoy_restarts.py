@@ -6,8 +6,9 @@ EnvoyRestarted Event on the Node that says how Envoy ended and when its config w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent_api import eventually, running_api
 
@@ -24,9 +25,23 @@ from shoal.events import EventRecorder
 class FakeDataPlane:
     syncs: int = 0
     invalidated: int = 0
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
 
     def invalidate(self) -> None:
         self.invalidated += 1
+
+    def confirm(self) -> None:
+        """The data plane's sync confirmed by the new Envoy."""
+        self.syncs += 1
+        self.synced.set()
+
+    async def wait_synced(self, after: int, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self.syncs <= after:
+                    self.synced.clear()
+                    await self.synced.wait()
+        return self.syncs > after
 
 
 @dataclass
@@ -66,7 +81,7 @@ async def test_each_restart_is_counted_on_the_node_and_recorded_as_an_event() ->
         await asyncio.sleep(0.1)
         node = await client.get(Node, "n1")
         assert node.status.envoy_restarts == 0, "published only once the config is confirmed"
-        dataplane.syncs += 1  # the data plane's sync confirmed by the new Envoy
+        dataplane.confirm()
         await eventually(lambda: _count(client, 1))
         await recorder.flush()
         (event,) = await restart_events(client)
@@ -76,7 +91,7 @@ async def test_each_restart_is_counted_on_the_node_and_recorded_as_an_event() ->
         await registration.heartbeat()  # a heartbeat keeps the count
         supervisor.last_restart = restart(2, time.monotonic())
         reporter()
-        dataplane.syncs += 1
+        dataplane.confirm()
         await eventually(lambda: _count(client, 2))
         await recorder.flush()
         assert len(await restart_events(client)) == 2

@@ -156,6 +156,10 @@ class DataPlane:
                 await asyncio.wait_for(self._changed.wait_for(predicate), seconds)
             return predicate()
 
+    async def wait_synced(self, after: int, seconds: float) -> bool:
+        """True once `syncs` passed `after` (a sync Envoy confirmed), False if `seconds` ran out."""
+        return await self._wait(lambda: self.syncs > after, seconds)
+
     async def wait_serving(self, uid: str, seconds: float) -> bool:
         """True once Envoy confirmed routing to the pod in every cluster that should list it."""
 

@@ -28,13 +28,14 @@ log = logging.getLogger(__name__)
 REASON = "EnvoyRestarted"
 CONFIRM_TIMEOUT = 30.0  # seconds from the restart; the data plane retries failed applies
 WRITE_TRIES = 20  # with the backoff below, about a minute of the server being away
-CONFIRM_POLL = 0.02
 
 
 class RestartedDataPlane(Protocol):
     syncs: int  # successful (Envoy-confirmed) syncs so far
 
     def invalidate(self) -> None: ...
+
+    async def wait_synced(self, after: int, seconds: float) -> bool: ...
 
 
 class RestartSource(Protocol):
@@ -98,10 +99,9 @@ class EnvoyRestartReporter:
     async def _confirmed(self, restart: EnvoyRestart, syncs_before: int) -> float | None:
         """Seconds from Envoy's death to the first confirmed sync after it, None if none came
         within CONFIRM_TIMEOUT."""
-        while time.monotonic() - restart.died_at < CONFIRM_TIMEOUT:
-            if self.dataplane.syncs > syncs_before:
-                return time.monotonic() - restart.died_at
-            await asyncio.sleep(CONFIRM_POLL)
+        remaining = CONFIRM_TIMEOUT - (time.monotonic() - restart.died_at)
+        if remaining > 0 and await self.dataplane.wait_synced(syncs_before, remaining):
+            return time.monotonic() - restart.died_at
         return None
 
     async def _count(self) -> Node | None:
