@@ -35,17 +35,16 @@ from shoal.agent.drivers.base import Driver, ExitStatus, ProcessSpec, StartError
 from shoal.agent.exec_action import ExecContext
 from shoal.agent.lifecycle import StopOutcome, stop_pod
 from shoal.agent.logs import PodLogs
+from shoal.agent.pod_probing import run_prober
 from shoal.agent.podprocess import assign_ports, port_names_to_allocate, process_spec
 from shoal.agent.podwrites import PodWrites
 from shoal.agent.ports import PortsExhaustedError
-from shoal.agent.probe_checks import CheckResult, ProbeTarget, check_exec, resolve_port
 from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord
 from shoal.agent.restarts import RestartHistory, next_restart
 from shoal.agent.routing import is_selected
-from shoal.agent.socket_probes import http_get, tcp_connect
 from shoal.api.meta import find_condition
-from shoal.api.pod import Pod, PodStatus, Probe
+from shoal.api.pod import Pod, PodStatus
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +239,7 @@ class PodWorker:
         being deleted (None: the process is still running and must be stopped)."""
         spec = self._current_spec()
         self._kill.clear()
-        target = ProbeTarget(ExecContext.for_spec(spec), dict(spec.ports))
-        prober = PodProber(
-            startup=self.pod.spec.startup_probe,
-            readiness=self.pod.spec.readiness_probe,
-            liveness=self.pod.spec.liveness_probe,
-            target=target,
-            on_event=self._on_probe,
-            check=partial(self._check, target),
-        )
+        prober = run_prober(self.pod, spec, self._on_probe)
         self._prober = prober
         prober.start()
         waiting = asyncio.ensure_future(driver.wait(handle))
@@ -280,17 +271,6 @@ class PodWorker:
         )
         self._record_exit(exit)
         return exit
-
-    async def _check(self, target: ProbeTarget, probe: Probe) -> CheckResult:
-        action = probe.http_get or probe.tcp_socket
-        if action is None:  # exec
-            return await check_exec(probe, target)
-        port = resolve_port(action.port, target.ports)
-        if port is None:
-            return CheckResult(False, f"port {action.port!r} is not a port of this pod")
-        if probe.http_get is not None:
-            return await http_get(probe.http_get, port, probe.timeout_seconds)
-        return await tcp_connect(action.host, port, probe.timeout_seconds)
 
     async def _stop_process(
         self, driver: Driver, handle: TaskHandle, spec: ProcessSpec
