@@ -2,9 +2,10 @@
 controllers, embedded agent, Envoy) on free 127.0.0.1 ports with its own data dir, keep-alive
 HTTP load through a Service port, manifests of the test app, and the leak check.
 
-Every process is stopped by pid: the server by its Popen (SIGTERM for a graceful stop, SIGKILL
-for crash tests), and whatever a server left behind is found by its data dir (pods run in a
-directory under it, Envoy reads its bootstrap from it), reported and killed by pid.
+Every process is stopped by pid: the server and a standalone agent through logged_process
+(SIGTERM for a graceful stop, SIGKILL when that is ignored or for crash tests), and whatever a
+server left behind is found by its data dir (pods run in a directory under it, Envoy reads its
+bootstrap from it), reported and killed by pid.
 Imported by tests/e2e/conftest.py, sandbox_harness.py, the tests and bench/bench_*.py (which
 put this directory on sys.path).
 """
@@ -15,7 +16,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 import psutil
+from logged_process import LoggedProcess
 
 from shoal.api.deployment import Deployment
 from shoal.api.errors import Unavailable
@@ -63,20 +64,19 @@ def wait_for(
 
 
 # -- the server --------------------------------------------------------------------------------
-class ShoalServer:
+class ShoalServer(LoggedProcess):
     """`shoal server` on a free port over `data_dir`; restartable on the same port and dir."""
 
     def __init__(
         self, data_dir: Path, env: dict[str, str] | None = None, *, agent: bool = True
     ) -> None:
         """`agent=False`: `shoal server --no-agent` (nodes join with `ShoalAgent`)."""
+        super().__init__("shoal server", data_dir, "server")
         self.data_dir = data_dir
         self.agent = agent
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **(env or {})}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
         self._client: Client | None = None
 
     @property
@@ -85,23 +85,13 @@ class ShoalServer:
             self._client = Client(self.url)
         return self._client
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self) -> None:
-        self.starts += 1
-        log = (self.data_dir / f"server-{self.starts}.log").open("wb")
         command = [
             sys.executable, "-m", "shoal.cli.main", "server",
             "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
             "--node-name", "e2e", *(() if self.agent else ("--no-agent",)),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
-        )
-        log.close()
+        self.launch(command, self.env)
         wait_for("the server's /healthz", self._healthy)
         if self.agent:
             wait_for("the embedded agent", lambda: "agent e2e ready" in self.log())
@@ -113,32 +103,6 @@ class ShoalServer:
                 f"shoal server exited with {self.process.returncode}:\n{self.log()}"
             )
         return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-
-    def log(self) -> str:
-        path = self.data_dir / f"server-{self.starts}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def crash(self) -> None:
-        """kill -9: pods and Envoy stay behind, as after a real crash."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM and wait: the graceful path that stops every pod and Envoy."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.send_signal(signal.SIGKILL)
-                self.process.wait(timeout=10)
-                raise AssertionError(f"shoal server ignored SIGTERM for {timeout:g}s") from None
-        return self.process.returncode
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """`shoal --server <this> ARGS...` as a user runs it (a subprocess)."""
@@ -197,45 +161,24 @@ def leftovers_of(data_dir: Path, exclude: int | None = None) -> list[psutil.Proc
     return found
 
 
-class ShoalAgent:
+class ShoalAgent(LoggedProcess):
     """`shoal agent` on its own, joining `server`; its data dir is inside the server's, so the
     server's leftover check covers its pods and Envoy too."""
 
     def __init__(self, server: ShoalServer, node_name: str, *, address: str | None = None) -> None:
         """`address`: `shoal agent --address` (default: the agent's own, 127.0.0.1)."""
+        super().__init__(f"shoal agent {node_name}", server.data_dir, f"agent-{node_name}")
         self.server, self.node_name, self.address = server, node_name, address
         self.data_dir = server.data_dir / f"node-{node_name}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
 
     def start(self) -> None:
-        self.starts += 1
-        log = (self.server.data_dir / f"agent-{self.node_name}-{self.starts}.log").open("wb")
         command = [
             sys.executable, "-m", "shoal.cli.main", "agent", "--server", self.server.url,
             "--data-dir", str(self.data_dir), "--node-name", self.node_name,
             *(("--address", self.address) if self.address else ()),
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.server.env,
-        )  # fmt: skip
-        log.close()
+        self.launch(command, self.server.env)
         wait_for(f"agent {self.node_name}", lambda: f"agent {self.node_name} ready" in self.log())
-
-    def log(self) -> str:
-        path = self.server.data_dir / f"agent-{self.node_name}-{self.starts}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def crash(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
 
     def leftovers(self) -> list[psutil.Process]:
         return leftovers_of(self.data_dir, exclude=self.process.pid if self.process else None)
