@@ -5,8 +5,11 @@ On a hybrid machine the v2 tree is mounted (e.g. /sys/fs/cgroup/unified) but mem
 cpu are bound to v1, so the agent would pick v1; these tests use the v2 tree directly for what
 it offers without controllers: an agent-owned parent, placing processes, `populated` in
 cgroup.events, killing the whole cgroup (cgroup.kill, and the freeze path of older kernels)
-including a setsid daemon, and removal. The limit test runs where the controllers are there
-and otherwise says why it is skipped. No controller of the machine is remounted or rebound.
+including a setsid daemon, and removal. The limit tests (test_v2_limits_*: limits written,
+an OOM kill counted, a fork bomb stopped at pids.max, CPU throttled, usage read, kill and removal
+with controllers on) run where the controllers are there and otherwise say why they are skipped.
+No controller of the machine is remounted or rebound: tests/vm/test_cgroup2_vm.py runs this
+module in a qemu guest whose only hierarchy is cgroup2, where none of it skips.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ import pytest
 
 from shoal.agent.drivers.base import Limits
 from shoal.agent.sandbox.bwrap import launcher_argv
-from shoal.agent.sandbox.cgroupfs import V2_REQUIRED, parse_mountinfo
+from shoal.agent.sandbox.cgroupfs import (
+    V2_REQUIRED,
+    cpu_period_us,
+    cpu_quota_us,
+    cpu_shares,
+    cpu_weight,
+    parse_flat_keyed,
+    parse_mountinfo,
+)
 from shoal.agent.sandbox.cgroups import CgroupError, CgroupHierarchy, PodCgroupV2
 
 MOUNTS = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
@@ -39,6 +50,7 @@ DAEMONIZING = (
     " os.setsid()\n"
     " if os.fork()==0: time.sleep(60)\n"
     " os._exit(0)\n"
+    "os.wait()\n"  # the middle child has forked the daemon and exited: exactly two pids left
     "print('up', flush=True)\n"
     "time.sleep(60)\n"
 )
@@ -131,23 +143,112 @@ async def test_v2_place_populated_kill_daemon_and_remove(
             leader.wait()
 
 
-async def test_v2_limits_where_the_controllers_are(v2_pod: PodCgroupV2) -> None:
+LIMITS = Limits(cpu_millis=500, memory_bytes=64 << 20, pids=16, cpu_request_millis=250)
+FORK_BOMB = (
+    "import os,time\n"
+    "n=0\n"
+    "while True:\n"
+    " try: pid=os.fork()\n"
+    " except BlockingIOError: break\n"  # EAGAIN: pids.max reached
+    " if pid==0: time.sleep(60); os._exit(0)\n"
+    " n+=1\n"
+    "print(n, flush=True)\n"
+    "time.sleep(60)\n"
+)
+BUSY = "import time\nend=time.process_time()+0.3\nwhile time.process_time()<end: pass\n"
+
+
+def create_limited(pod: PodCgroupV2, limits: Limits = LIMITS) -> None:
+    """`pod.create(limits)` where the v2 tree has the controllers (a qemu guest with cgroup2
+    only: tests/vm/); elsewhere check the agent's clear error and skip, saying why."""
     assert UNIFIED is not None
     missing = [c for c in V2_REQUIRED if c not in controllers(UNIFIED)]
-    limits = Limits(cpu_millis=500, memory_bytes=64 << 20, pids=16, cpu_request_millis=250)
     if missing:
         # What the agent would say here, for real: a clear error, not a half-made cgroup.
         with pytest.raises(CgroupError, match="are not available"):
-            v2_pod.create(limits)
+            pod.create(limits)
         pytest.skip(
             f"the v2 tree at {UNIFIED} has no {', '.join(missing)} controller (bound to cgroup "
-            "v1 on this hybrid machine), so v2 limits cannot be enforced here"
+            "v1 on this hybrid machine), so v2 limits cannot be enforced here; "
+            "tests/vm/test_cgroup2_vm.py runs them in a cgroup2-only qemu guest"
         )
-    v2_pod.create(limits)
-    assert (v2_pod.path / "memory.max").read_text().strip() == str(64 << 20)
-    assert (v2_pod.path / "pids.max").read_text().strip() == "16"
-    if (v2_pod.path / "cpu.weight").exists():
-        assert (v2_pod.path / "cpu.weight").read_text().strip() == "10"
-    leader = launch(v2_pod, "b = bytearray(128 << 20)")
-    assert leader.wait(timeout=30) == -9
-    assert v2_pod.oom_kills() >= 1
+    pod.create(limits)
+
+
+def read(pod: PodCgroupV2, name: str) -> str:
+    return (pod.path / name).read_text().strip()
+
+
+async def test_v2_limits_where_the_controllers_are(v2_pod: PodCgroupV2) -> None:
+    create_limited(v2_pod)
+    assert UNIFIED is not None
+    for level in (UNIFIED, v2_pod.path.parent.parent, v2_pod.path.parent):
+        enabled = set((level / "cgroup.subtree_control").read_text().split())
+        assert {"memory", "pids", "cpu"} <= enabled, level
+    assert read(v2_pod, "memory.max") == str(64 << 20)
+    assert read(v2_pod, "memory.swap.max") == "0"  # no escape into swap
+    assert read(v2_pod, "pids.max") == "16"
+    assert read(v2_pod, "cpu.max") == f"{cpu_quota_us(500)} {cpu_period_us(500)}" == "5000 10000"
+    assert read(v2_pod, "cpu.weight") == str(cpu_weight(cpu_shares(250))) == "10"
+    assert v2_pod.oom_kills() == 0
+    leader = launch(v2_pod, "b = bytearray(128 << 20)")  # twice memory.max
+    assert leader.wait(timeout=60) == -9
+    assert v2_pod.oom_kills() == 1
+
+
+async def test_v2_limits_pids_max_stops_a_fork_bomb(v2_pod: PodCgroupV2) -> None:
+    create_limited(v2_pod)
+    bomb = launch(v2_pod, FORK_BOMB, subprocess.PIPE)
+    try:
+        assert bomb.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(bomb.stdout.readline), 60)
+        assert int(line) == 15  # the bomb itself + 15 children = pids.max
+        assert v2_pod.usage().pids == 16
+        assert len(v2_pod.pids()) == 16
+        assert parse_flat_keyed(read(v2_pod, "pids.events"))["max"] >= 1
+        await v2_pod.kill_all(within=10)
+        assert bomb.wait(timeout=10) == -9
+    finally:
+        if bomb.poll() is None:
+            bomb.kill()
+            bomb.wait()
+
+
+async def test_v2_limits_cpu_quota_throttles_and_usage_is_read(v2_pod: PodCgroupV2) -> None:
+    create_limited(v2_pod)
+    busy = launch(
+        v2_pod,
+        BUSY + "b = bytearray(8 << 20)\nprint('up', flush=True)\ntime.sleep(60)\n",
+        subprocess.PIPE,
+    )
+    try:
+        assert busy.stdout is not None
+        assert await asyncio.wait_for(asyncio.to_thread(busy.stdout.readline), 60) == b"up\n"
+        # 0.3 s of CPU at 5 ms per 10 ms period cannot pass without being throttled
+        assert parse_flat_keyed(read(v2_pod, "cpu.stat"))["nr_throttled"] > 0
+        usage = v2_pod.usage()
+        assert usage.cpu_ns >= 300_000_000
+        assert usage.memory_bytes >= 8 << 20  # the 8 MiB it holds (working set: no file cache)
+        assert usage.pids == 1
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+async def test_v2_limits_kill_all_takes_a_setsid_daemon(v2_pod: PodCgroupV2) -> None:
+    create_limited(v2_pod)
+    leader, pids = await daemonize_in(v2_pod)
+    try:
+        await v2_pod.kill_all(within=5)
+        assert leader.wait(timeout=5) == -9
+        for _ in range(200):
+            if gone(pids) and not v2_pod.populated():
+                break
+            await asyncio.sleep(0.01)
+        assert gone(pids) and not v2_pod.populated()
+        await v2_pod.remove()
+        assert not v2_pod.path.exists()
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
