@@ -1,0 +1,163 @@
+"""The guest's initramfs for the cgroup v2 VM test: a static busybox, the kernel modules that
+mount the host's / read-only over 9p (virtio), and an /init script that chroots into that / and
+runs pytest with a pure cgroup2 hierarchy at /sys/fs/cgroup.
+
+Called by `vm_image` (which boots it under qemu) and unit-tested by test_initramfs.py. Pure
+parts (cpio writer, module load order, the init script) are apart from `build_initramfs`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# What the guest needs to reach the host's /: the virtio PCI transport and 9p over it.
+# Their dependencies (netfs, fscache, virtio_ring...) are read from the modules themselves.
+WANTED_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
+START_MARK = "SHOAL-VM-PYTEST-START"
+EXIT_MARK = "SHOAL-VM-EXIT="  # followed by pytest's exit code
+
+DIR = 0o040755
+FILE = 0o100755
+SYMLINK = 0o120777
+CHAR_DEVICE = 0o020600
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cpio member: `data` is the file's bytes or a symlink's target."""
+
+    path: str
+    mode: int
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+
+
+def cpio_newc(entries: Iterable[Entry]) -> bytes:
+    """A cpio archive in the "newc" format, the one the kernel unpacks as initramfs."""
+    out = bytearray()
+
+    def member(number: int, entry: Entry) -> None:
+        name = entry.path.encode() + b"\0"
+        fields = (
+            number,  # inode: unique per member, or the kernel takes them for hard links
+            entry.mode,
+            0,  # uid
+            0,  # gid
+            2 if entry.mode & 0o170000 == DIR else 1,
+            0,  # mtime
+            len(entry.data),
+            0,  # devmajor
+            0,  # devminor
+            entry.rdev[0],
+            entry.rdev[1],
+            len(name),
+            0,  # check
+        )
+        out.extend(b"070701" + b"".join(b"%08X" % value for value in fields) + name)
+        out.extend(b"\0" * (-len(out) % 4))
+        out.extend(entry.data)
+        out.extend(b"\0" * (-len(out) % 4))
+
+    for number, entry in enumerate(entries, start=1):
+        member(number, entry)
+    member(0, Entry("TRAILER!!!", 0))
+    return bytes(out)
+
+
+def module_depends(ko: bytes) -> list[str]:
+    """The `depends=` of a kernel module's .modinfo section (what modinfo -F depends says)."""
+    start = ko.find(b"\0depends=")
+    if start < 0:
+        return []
+    end = ko.index(b"\0", start + 1)
+    value = ko[start + len(b"\0depends=") : end].decode()
+    return [name for name in value.split(",") if name]
+
+
+def load_order(wanted: Sequence[str], depends: Mapping[str, Sequence[str]]) -> list[str]:
+    """Modules to insmod, dependencies first; KeyError names a module that is missing."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in path:
+            raise ValueError(f"module dependency cycle: {' -> '.join((*path, name))}")
+        for dependency in depends[name]:
+            visit(dependency, (*path, name))
+        order.append(name)
+
+    for name in wanted:
+        visit(name, ())
+    return order
+
+
+def init_script(modules: Sequence[str], repo: str, python: str, pytest_args: Sequence[str]) -> str:
+    """The guest's /init: mount the host's / over 9p, a cgroup2-only /sys/fs/cgroup, run pytest
+    in the chroot, print EXIT_MARK with its exit code (and the kernel log when it failed), and
+    power off. Nothing mounts cgroup v1, so every controller is free for the v2 tree."""
+    command = " ".join(shlex.quote(arg) for arg in [python, "-m", "pytest", *pytest_args])
+    env = (
+        "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp "
+        "LANG=C.UTF-8 TERM=dumb PYTHONDONTWRITEBYTECODE=1 "
+        "HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis"  # the repo's .hypothesis is read-only
+    )
+    inside = f"cd {shlex.quote(repo)} && exec {env} {command}"
+    inserts = "\n".join(f"insmod /modules/{name}.ko || fail insmod {name}" for name in modules)
+    return f"""#!/bin/sh
+export PATH=/bin
+fail() {{ echo "{EXIT_MARK}init-failed: $*"; poweroff -f; }}
+mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev || fail mounts
+{inserts}
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 host /host \\
+  || fail 9p mount
+mount -t tmpfs -o mode=1777 tmp /host/tmp && mount -t proc proc /host/proc \\
+  && mount -t sysfs sys /host/sys && mount -t cgroup2 cgroup2 /host/sys/fs/cgroup \\
+  && mount -t devtmpfs dev /host/dev || fail chroot mounts
+mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm
+echo "{START_MARK} uptime $(cut -d' ' -f1 /proc/uptime) s;" \
+  "cgroup2 controllers: $(cat /host/sys/fs/cgroup/cgroup.controllers)"
+chroot /host /bin/sh -c {shlex.quote(inside)}
+code=$?
+[ "$code" -eq 0 ] || dmesg | tail -n 40
+echo "{EXIT_MARK}$code"
+poweroff -f
+"""
+
+
+def kernel_modules(modules_dir: Path, wanted: Sequence[str]) -> dict[str, bytes]:
+    """`wanted` and what they depend on, from the .ko files under `modules_dir`, in load order."""
+    found = {path.name.removesuffix(".ko"): path for path in modules_dir.rglob("*.ko")}
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise FileNotFoundError(f"kernel modules {missing} not in {modules_dir}")
+    blobs = {name: path.read_bytes() for name, path in found.items()}
+    depends = {name: module_depends(blob) for name, blob in blobs.items()}
+    return {name: blobs[name] for name in load_order(wanted, depends)}
+
+
+def initramfs_entries(busybox: bytes, modules: Mapping[str, bytes], init: str) -> list[Entry]:
+    """The guest's whole initramfs; `modules` in load order (the init script insmods them)."""
+    entries = [Entry(d, DIR) for d in ("bin", "dev", "proc", "sys", "modules")]
+    entries.append(Entry("dev/console", CHAR_DEVICE, rdev=(5, 1)))  # init's stdio before /dev
+    entries.append(Entry("bin/busybox", FILE, busybox))
+    applets = (
+        "sh",
+        "mount",
+        "insmod",
+        "mkdir",
+        "cat",
+        "cut",
+        "chroot",
+        "dmesg",
+        "tail",
+        "poweroff",
+    )
+    entries.extend(Entry(f"bin/{applet}", SYMLINK, b"busybox") for applet in applets)
+    entries.extend(Entry(f"modules/{name}.ko", 0o100644, blob) for name, blob in modules.items())
+    entries.append(Entry("init", FILE, init.encode()))
+    return entries
