@@ -1,6 +1,7 @@
 """Harness of the agent's end-to-end tests and benchmarks: a real `shoal server` subprocess (API,
 controllers, embedded agent, Envoy) on free 127.0.0.1 ports with its own data dir, keep-alive
-HTTP load through a Service port, manifests of the test app, and the leak check.
+HTTP load through a Service port (`under_load`; the clients are service_load.Load), manifests
+of the test app, and the leak check.
 
 Every process is stopped by pid: the server and a standalone agent through logged_process
 (SIGTERM for a graceful stop, SIGKILL when that is ignored or for crash tests), and whatever a
@@ -13,22 +14,20 @@ put this directory on sys.path).
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from logged_process import LoggedProcess
+from service_load import Load
 
 from shoal.api.deployment import Deployment
 from shoal.api.errors import Unavailable
@@ -322,86 +321,9 @@ def get_version(port: int) -> str:
 
 
 # -- load -------------------------------------------------------------------------------------
-@dataclass
-class Sample:
-    started: float
-    ok: bool
-    version: str
-
-
-@dataclass
-class Load:
-    """Keep-alive clients (threads) sending requests through a Service port, each one timed
-    and recorded: a failure is any status but 200 or any connection error."""
-
-    port: int
-    clients: int = 8
-    path: str = "/slow?ms=5"
-    post_every: int = 0  # every n-th request of a client is a POST (0: GETs only)
-    samples: list[list[Sample]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> Load:
-        for index in range(self.clients):
-            mine: list[Sample] = []
-            self.samples.append(mine)
-            thread = threading.Thread(target=self._client, args=(index, mine), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _client(self, index: int, mine: list[Sample]) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        count = index
-        while not self._stop.is_set():
-            count += 1
-            post = self.post_every > 0 and count % self.post_every == 0
-            started = time.monotonic()
-            try:
-                connection.request(
-                    "POST" if post else "GET", self.path, body=b"x" if post else None
-                )
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-                mine.append(Sample(started, ok, response.getheader("x-version") or ""))
-                if not ok:
-                    self._error(f"{'POST' if post else 'GET'} -> {response.status}")
-            except (OSError, http.client.HTTPException) as error:
-                mine.append(Sample(started, False, ""))
-                self._error(f"{'POST' if post else 'GET'} -> {error!r}")
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        connection.close()
-
-    def _error(self, text: str) -> None:
-        if len(self.errors) < 20:
-            self.errors.append(text)
-
-    def all(self, since: float = 0.0) -> list[Sample]:
-        return [s for mine in self.samples for s in list(mine) if s.started >= since]
-
-    @property
-    def total(self) -> int:
-        return sum(len(mine) for mine in self.samples)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for s in self.all() if not s.ok)
-
-    def versions(self, since: float) -> set[str]:
-        return {s.version for s in self.all(since) if s.ok}
-
-
 @contextlib.contextmanager
 def under_load(port: int, **options: Any) -> Iterator[Load]:
+    """`Load(port, **options)` running from its first answer until the block ends."""
     load = Load(port, **options).start()
     try:
         wait_for("the first answers", lambda: load.total > 0)
