@@ -96,16 +96,25 @@ def load_order(wanted: Sequence[str], depends: Mapping[str, Sequence[str]]) -> l
 
 
 def init_script(modules: Sequence[str], repo: str, python: str, pytest_args: Sequence[str]) -> str:
-    """The guest's /init: mount the host's / over 9p, a cgroup2-only /sys/fs/cgroup, run pytest
-    in the chroot, print EXIT_MARK with its exit code (and the kernel log when it failed), and
-    power off. Nothing mounts cgroup v1, so every controller is free for the v2 tree."""
+    """The guest's /init: mount the host's / over 9p and a cgroup2-only /sys/fs/cgroup, make it
+    the root, run pytest there, print EXIT_MARK with its exit code (and the kernel log when it
+    failed), and power off. Nothing mounts cgroup v1, so every controller is free for v2.
+
+    switch_root rather than chroot: the kernel refuses user namespaces (bubblewrap's) to a
+    process whose root is not its mount namespace's root."""
     command = " ".join(shlex.quote(arg) for arg in [python, "-m", "pytest", *pytest_args])
     env = (
         "env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp "
         "LANG=C.UTF-8 TERM=dumb PYTHONDONTWRITEBYTECODE=1 "
         "HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis"  # the repo's .hypothesis is read-only
     )
-    inside = f"cd {shlex.quote(repo)} && exec {env} {command}"
+    # Runs as pid 1 on the host's /, whose /bin/busybox is the one the initramfs holds (the
+    # VM test requires busybox-static): its poweroff -f, as pid 1 must not exit.
+    inside = (
+        f"cd {shlex.quote(repo)} && {env} {command}; code=$?; "
+        '[ "$code" -eq 0 ] || dmesg | tail -n 40; '
+        f'echo "{EXIT_MARK}$code"; exec /bin/busybox poweroff -f'
+    )
     inserts = "\n".join(f"insmod /modules/{name}.ko || fail insmod {name}" for name in modules)
     return f"""#!/bin/sh
 export PATH=/bin
@@ -117,15 +126,13 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 host /h
   || fail 9p mount
 mount -t tmpfs -o mode=1777 tmp /host/tmp && mount -t proc proc /host/proc \\
   && mount -t sysfs sys /host/sys && mount -t cgroup2 cgroup2 /host/sys/fs/cgroup \\
-  && mount -t devtmpfs dev /host/dev || fail chroot mounts
+  && mount -t devtmpfs dev /host/dev || fail mounts on the host root
 mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm
-echo "{START_MARK} uptime $(cut -d' ' -f1 /proc/uptime) s;" \
+mount -t tmpfs -o mode=1777 vartmp /host/var/tmp && mount -t tmpfs run /host/run
+ip link set lo up  # tests talk over 127.0.0.1; nothing else of a network exists here
+echo "{START_MARK} uptime $(cut -d' ' -f1 /proc/uptime) s;" \\
   "cgroup2 controllers: $(cat /host/sys/fs/cgroup/cgroup.controllers)"
-chroot /host /bin/sh -c {shlex.quote(inside)}
-code=$?
-[ "$code" -eq 0 ] || dmesg | tail -n 40
-echo "{EXIT_MARK}$code"
-poweroff -f
+exec switch_root /host /bin/sh -c {shlex.quote(inside)}
 """
 
 

@@ -97,11 +97,12 @@ def test_init_script_parses_and_loads_modules_in_order(tmp_path: Path) -> None:
     assert script.index("insmod /modules/netfs.ko") < script.index("insmod /modules/9p.ko")
     assert "mount -t cgroup2 cgroup2 /host/sys/fs/cgroup" in script
     assert "cgroup v1" not in script and "-t cgroup " not in script  # nothing binds v1
-    chroot = next(line for line in script.splitlines() if line.startswith("chroot "))
-    inside = shlex.split(shlex.split(chroot)[-1])  # what the chroot's sh runs, as it parses it
+    switch = next(line for line in script.splitlines() if line.startswith("exec switch_root "))
+    inside = shlex.split(shlex.split(switch)[-1])  # what the new root's sh runs, as it parses it
     assert inside[:3] == ["cd", "/repo dir", "&&"]
-    assert inside[-5:] == ["/venv/bin/python", "-m", "pytest", "-v", "tests/x.py"]
-    assert f'echo "{EXIT_MARK}$code"' in script
+    run = inside.index("/venv/bin/python")
+    assert inside[run : run + 5] == ["/venv/bin/python", "-m", "pytest", "-v", "tests/x.py;"]
+    assert f'echo "{EXIT_MARK}$code"' in switch
     (tmp_path / "init").write_text(script)
     subprocess.run([busybox(), "sh", "-n", str(tmp_path / "init")], check=True)
 
