@@ -14,7 +14,14 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# The kernel of the cgroup v2 VM test (tests/vm/), a cache outside git: fetched once, as root.
+export SHOAL_VM_KERNEL_DIR ?= /var/cache/shoal-vm/kernel
+
+$(SHOAL_VM_KERNEL_DIR)/vmlinuz:
+	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/fetch-test-kernel.sh; else \
+	  echo "shoal: tests/vm needs a kernel in $(SHOAL_VM_KERNEL_DIR): run make install as root" >&2; fi
+
+install: $(VENV)/.installed $(SHOAL_VM_KERNEL_DIR)/vmlinuz
 
 run: install
 	$(PY) -m shoal.cli.quickstart --data-dir $(DATA_DIR) --listen $(LISTEN)
