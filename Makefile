@@ -33,7 +33,7 @@ test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 # cgroup v2 limits on a real kernel: a qemu guest with cgroup2 only runs the sandbox tests
-# (~80 s under software emulation; `make test` runs it too).
+# (~65 s under software emulation; `make test` runs it too).
 test-cgroup2: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/vm
 
