@@ -130,8 +130,14 @@ mount -t tmpfs -o mode=1777 tmp /host/tmp && mount -t proc proc /host/proc \\
 mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm
 mount -t tmpfs -o mode=1777 vartmp /host/var/tmp && mount -t tmpfs run /host/run
 ip link set lo up  # tests talk over 127.0.0.1; nothing else of a network exists here
-echo "{START_MARK} uptime $(cut -d' ' -f1 /proc/uptime) s;" \\
-  "cgroup2 controllers: $(cat /host/sys/fs/cgroup/cgroup.controllers)"
+# As on a systemd machine: controllers enabled at the root, the service (here pytest, which
+# starts the agent's code) in a leaf below system.slice, never in the root cgroup itself.
+cg=/host/sys/fs/cgroup
+echo "+memory +pids +cpu" > $cg/cgroup.subtree_control || fail enabling controllers
+mkdir -p $cg/system.slice/shoal-test.service
+echo $$ > $cg/system.slice/shoal-test.service/cgroup.procs || fail moving into a leaf
+echo "{START_MARK} uptime $(cut -d' ' -f1 /proc/uptime) s; in $(cut -d: -f3 /proc/self/cgroup);" \\
+  "cgroup2 controllers: $(cat $cg/cgroup.controllers)"
 exec switch_root /host /bin/sh -c {shlex.quote(inside)}
 """
 

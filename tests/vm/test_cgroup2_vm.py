@@ -48,6 +48,7 @@ def test_cgroup_v2_module_passes_in_a_cgroup2_only_guest(tmp_path: Path) -> None
     tail = "\n".join(run.console.splitlines()[-60:])
     assert run.exit_code is not None, f"the guest never reported ({run.seconds:.0f} s):\n{tail}"
     assert {"memory", "cpu", "pids"} <= set(run.controllers), tail
+    assert run.cgroup == "/system.slice/shoal-test.service", tail  # a leaf, as under systemd
     assert run.exit_code == 0, f"pytest in the guest failed:\n{tail}"
     names = {test_id.split("::")[1] for test_id in run.outcomes}
     assert names >= LIMIT_TESTS, f"limit tests not run in the guest: {LIMIT_TESTS - names}"

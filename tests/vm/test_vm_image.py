@@ -12,7 +12,7 @@ from vm_image import VmUnavailable, check_installed, parse_console, qemu_argv
 
 CONSOLE = (
     "[    0.000000] Linux version 6.1.0\r\n"
-    f"{START_MARK} uptime 12.5 s; cgroup2 controllers: cpuset cpu io memory pids\r\n"
+    f"{START_MARK} uptime 12.5 s; in /system.slice/x.service; cgroup2 controllers: cpu memory\r\n"
     "collecting ... collected 3 items\r\n"
     "tests/a/test_x.py::test_one PASSED [ 33%]\r\n"
     "tests/a/test_x.py::test_two[p] SKIPPED (no) [ 66%]\r\n"
@@ -27,7 +27,8 @@ CONSOLE = (
 def test_parse_console_reads_outcomes_controllers_and_exit_code() -> None:
     run = parse_console(CONSOLE)
     assert run.exit_code == 1
-    assert run.controllers == ["cpuset", "cpu", "io", "memory", "pids"]
+    assert run.controllers == ["cpu", "memory"]
+    assert run.cgroup == "/system.slice/x.service"
     assert run.outcomes == {
         "tests/a/test_x.py::test_one": "PASSED",
         "tests/a/test_x.py::test_two[p]": "SKIPPED",

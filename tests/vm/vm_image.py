@@ -50,6 +50,7 @@ class GuestRun:
     exit_code: int | None
     outcomes: dict[str, str] = field(default_factory=dict)
     controllers: list[str] = field(default_factory=list)
+    cgroup: str = ""  # where the guest's pytest ran, as /proc/self/cgroup says
     console: str = ""
     seconds: float = 0.0
 
@@ -59,16 +60,18 @@ def parse_console(text: str) -> GuestRun:
     exit_code: int | None = None
     outcomes: dict[str, str] = {}
     controllers: list[str] = []
+    cgroup = ""
     for raw in text.splitlines():
         line = raw.strip("\r")
         if line.startswith(START_MARK):
             controllers = line.partition("controllers:")[2].split()
+            cgroup = line.partition("; in ")[2].partition(";")[0]
         elif line.startswith(EXIT_MARK):
             value = line[len(EXIT_MARK) :].strip()
             exit_code = int(value) if value.isdigit() else None
         elif match := OUTCOME.match(line):
             outcomes[match.group(1)] = match.group(2)
-    return GuestRun(exit_code, outcomes, controllers, text)
+    return GuestRun(exit_code, outcomes, controllers, cgroup, text)
 
 
 def qemu_argv(kernel: Path, initrd: Path, memory_mb: int = 1024) -> list[str]:
@@ -139,6 +142,7 @@ def run_pytest_in_vm(
         result.exit_code,
         result.outcomes,
         result.controllers,
+        result.cgroup,
         result.console,
         time.monotonic() - started,
     )
