@@ -33,6 +33,11 @@ for dir in drivers/virtio net/9p fs/9p fs/netfs fs/fscache; do
     cp -r "$work/root/lib/modules/$version/kernel/$dir/." "$dest.new/modules/$dir/"
   fi
 done
+# Newer Debian kernels ship modules compressed; busybox's insmod wants them plain.
+find "$dest.new/modules" -name '*.ko.xz' -exec xz -d {} +
+find "$dest.new/modules" -name '*.ko.zst' -exec zstd -q -d --rm {} +
+# What is built in needs no module (the VM test skips those of its list).
+cp "$work/root/lib/modules/$version/modules.builtin" "$dest.new/modules.builtin"
 echo "$version" >"$dest.new/version"
 rm -rf "$dest"
 mv "$dest.new" "$dest"

@@ -9,7 +9,7 @@ parts (cpio writer, module load order, the init script) are apart from `build_in
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +142,17 @@ exec switch_root /host /bin/sh -c {shlex.quote(inside)}
 """
 
 
-def kernel_modules(modules_dir: Path, wanted: Sequence[str]) -> dict[str, bytes]:
-    """`wanted` and what they depend on, from the .ko files under `modules_dir`, in load order."""
+def builtin_names(modules_builtin: str) -> set[str]:
+    """Module names from a kernel's modules.builtin (`kernel/fs/9p/9p.ko` lines)."""
+    return {Path(line).name.removesuffix(".ko") for line in modules_builtin.split()}
+
+
+def kernel_modules(
+    modules_dir: Path, wanted: Sequence[str], builtin: Collection[str] = ()
+) -> dict[str, bytes]:
+    """`wanted` (less those built into the kernel) and what they depend on, from the .ko files
+    under `modules_dir`, in load order."""
+    wanted = [name for name in wanted if name not in builtin]
     found = {path.name.removesuffix(".ko"): path for path in modules_dir.rglob("*.ko")}
     missing = [name for name in wanted if name not in found]
     if missing:

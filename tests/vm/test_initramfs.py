@@ -17,6 +17,7 @@ from initramfs import (
     FILE,
     SYMLINK,
     Entry,
+    builtin_names,
     cpio_newc,
     init_script,
     initramfs_entries,
@@ -90,6 +91,10 @@ def test_kernel_modules_resolve_from_ko_files(tmp_path: Path) -> None:
     assert list(kernel_modules(tmp_path, ["9p"])) == ["netfs", "9p"]
     with pytest.raises(FileNotFoundError, match="virtio_pci"):
         kernel_modules(tmp_path, ["virtio_pci"])
+    # built into the kernel: nothing to load
+    builtin = builtin_names("kernel/drivers/virtio/virtio_pci.ko\nkernel/fs/9p/9p.ko\n")
+    assert builtin == {"virtio_pci", "9p"}
+    assert kernel_modules(tmp_path, ["virtio_pci", "9p"], builtin) == {}
 
 
 def test_init_script_parses_and_loads_modules_in_order(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from initramfs import (
     EXIT_MARK,
     START_MARK,
     WANTED_MODULES,
+    builtin_names,
     cpio_newc,
     init_script,
     initramfs_entries,
@@ -116,7 +117,9 @@ def run_pytest_in_vm(
     """Boot the guest, run `python -m pytest ARGS` in `repo` there, power off; qemu is killed
     (by pid) if the guest is not done within `timeout` seconds."""
     check_installed()
-    modules = kernel_modules(KERNEL_DIR / "modules", WANTED_MODULES)
+    builtin_file = KERNEL_DIR / "modules.builtin"
+    builtin = builtin_names(builtin_file.read_text()) if builtin_file.exists() else set()
+    modules = kernel_modules(KERNEL_DIR / "modules", WANTED_MODULES, builtin)
     init = init_script(list(modules), str(repo), python, pytest_args)
     initrd = workdir / "initramfs.cpio"
     initrd.write_bytes(cpio_newc(initramfs_entries(BUSYBOX.read_bytes(), modules, init)))
