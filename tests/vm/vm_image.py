@@ -76,7 +76,10 @@ def parse_console(text: str) -> GuestRun:
 
 
 def qemu_argv(kernel: Path, initrd: Path, memory_mb: int = 1024) -> list[str]:
-    """One vCPU (TCG runs it on one host core), no default devices, the host's / as 9p."""
+    """One vCPU (TCG runs it on one host core), no default devices, the host's / as 9p.
+
+    TCG always: this kind of machine has a /dev/kvm, but a KVM guest hangs in early boot there
+    (nested virtualisation), and TCG takes about a minute for the whole run."""
     return [
         QEMU,
         "-accel", "tcg",
