@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -217,15 +218,24 @@ def read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def gone(pids: list[int]) -> bool:
-    """Every pid exited (a zombie awaiting its reaper counts as gone)."""
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            continue
-    return True
+def gone(pids: list[int], within: float = 5.0) -> bool:
+    """Every pid exited (a zombie awaiting its reaper counts as gone). A killed process leaves
+    its cgroup before it finishes exiting (freeing its memory), so a stop that waited for an
+    empty cgroup may return a moment before the last one is a zombie: allow `within` seconds
+    for that, far below the 60 s a survivor would live."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                continue
+        if not alive or time.monotonic() > deadline:
+            return not alive
+        pids = alive
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
