@@ -68,6 +68,10 @@ class Interference:
     b: list[float] = field(default_factory=list)
     alone: list[float] = field(default_factory=list)
     crowded: list[float] = field(default_factory=list)
+    # The first and the last alone window of every block, apart: their pooled p99 ratio is the
+    # method's own noise floor (A/A), measured the same way in the same run.
+    first_alone: list[float] = field(default_factory=list)
+    last_alone: list[float] = field(default_factory=list)
     failures: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     queued: int = 0
@@ -78,9 +82,11 @@ class Interference:
         median = statistics.median(ratios) if ratios else 0.0
         low, high = (ratios[0], ratios[-1]) if ratios else (0.0, 0.0)
         pooled_a, pooled_b = p99_ms(self.alone), p99_ms(self.crowded)
+        first, last = p99_ms(self.first_alone), p99_ms(self.last_alone)
         return (
             f"p99 alone {pooled_a:.2f} ms, beside it {pooled_b:.2f} ms "
-            f"(pooled ratio {pooled_b / pooled_a if pooled_a else 0:.2f}x); median of "
+            f"(pooled ratio {pooled_b / pooled_a if pooled_a else 0:.2f}x; A/A noise floor "
+            f"{last / first if first else 0:.2f}x); median of "
             f"{len(ratios)} ABBA blocks' ratios {median:.2f}x (min-max {low:.2f}-{high:.2f}); "
             f"{len(self.alone) + len(self.crowded)} requests, {self.failures} failed"
             + (f" ({dict(self.reasons.most_common(3))})" if self.reasons else "")
@@ -129,19 +135,21 @@ def interference(
             samples: dict[str, dict[str, list[float]]] = {
                 name: {"alone": [], "crowded": []} for name in loads
             }
-            for kind in block_order("alone", "crowded"):
+            for window, kind in enumerate(block_order("alone", "crowded")):
                 freezer[0].write_text(freezer[1] if kind == "alone" else freezer[2])
                 for name, load in loads.items():
-                    before = cpu_times()
+                    mine, before = figures[name], cpu_times()
                     ran = load.run(seconds)
                     after = cpu_times()
-                    if kind == "alone":
-                        busy = (after[0] - before[0]) / max(after[1] - before[1], 1)
-                        figures[name].busy_alone.append(busy)
                     samples[name][kind].extend(ran.latencies)
-                    figures[name].failures += len(ran.failures)
-                    figures[name].reasons.update(ran.failures)
-                    figures[name].queued += ran.queued
+                    if kind == "alone":
+                        mine.busy_alone.append(
+                            (after[0] - before[0]) / max(after[1] - before[1], 1)
+                        )
+                        (mine.first_alone if window == 0 else mine.last_alone).extend(ran.latencies)
+                    mine.failures += len(ran.failures)
+                    mine.reasons.update(ran.failures)
+                    mine.queued += ran.queued
             for name, mine in figures.items():
                 mine.a.append(p99_ms(samples[name]["alone"]))
                 mine.b.append(p99_ms(samples[name]["crowded"]))
