@@ -1,11 +1,11 @@
 """One probe attempt against a pod: httpGet, tcpSocket or exec (the I/O half of probes).
 
-Called by `probes.ProbeWorker` through `check_probe`, and by the pod worker through
-`check_exec` (its httpGet and tcpSocket attempts go through socket_probes). Every attempt is
-bounded by the probe's timeoutSeconds and ends in a `CheckResult`, never an exception. Named
-ports resolve to the ports the agent allocated for the pod. httpGet uses httpx (no redirects
-followed, no keep-alive: like Kubernetes, any 200-399 answer is a success and a probe leaves no
-idle connection behind).
+Called by `probes.ProbeWorker` through `check_probe`, and by `pod_probing.check` (the pod
+worker's attempts) through `check_exec` (its httpGet and tcpSocket go through socket_probes).
+Every attempt is bounded by the probe's timeoutSeconds and ends in a `CheckResult`, never an
+exception. Named ports resolve to the ports the agent allocated for the pod. httpGet uses httpx
+(no redirects followed, no keep-alive: like Kubernetes, any 200-399 answer is a success and a
+probe leaves no idle connection behind).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """httpGet and tcpSocket probe attempts on plain asyncio streams (exec goes through
 `probe_checks`).
 
-Called by the pod worker for every probe attempt, which on a node of 200 pods means 100 a
-second or more, so their cost is the agent's idle CPU. Why by hand: a probe needs one request
-line and the status code of the answer (or just a connect), and httpx spends ~0.9 ms of CPU
-per such request against ~0.15 ms here (measured on this machine, uvloop; its stream
-transports also beat bare `sock_connect` sockets there). Same rules as `probe_checks` and
-Kubernetes: a
-fresh connection per attempt (`Connection: close`), no redirects followed, any 200-399 answer
-is a success, the whole attempt is bounded by timeoutSeconds.
+Called by `pod_probing.check` for every httpGet and tcpSocket attempt of the pod worker, which
+on a node of 200 pods means 100 a second or more, so their cost is the agent's idle CPU. Why by
+hand: a probe needs one request line and the status code of the answer (or just a connect), and
+httpx spends ~0.9 ms of CPU per such request against ~0.15 ms here (measured on this machine,
+uvloop; its stream transports also beat bare `sock_connect` sockets there). Same rules as
+`probe_checks` and Kubernetes: a fresh connection per attempt (`Connection: close`), no
+redirects followed, any 200-399 answer is a success, the whole attempt is bounded by
+timeoutSeconds.
 """
 
 from __future__ import annotations
