@@ -53,6 +53,14 @@ def test_node_shows_capacity_and_allocatable_apart() -> None:
     text = out.text()
     assert "Unschedulable:          true" in text
     assert f"Last Heartbeat:         {heartbeat} (3s ago)" in text
-    assert "Capacity:\n  cpu:                  2\n  memory:               1Gi\n  pods:" in text
-    assert text.endswith("Allocatable:\n  cpu:                  2\n  memory:               1Gi\n"
-                         "  pods:                 100")  # fmt: skip
+    # pods differs (110 / 100), so a Capacity block showing the allocatable figures fails here
+    assert out.lines[-8:] == [
+        "Capacity:",
+        "  cpu:                  2",
+        "  memory:               1Gi",
+        "  pods:                 110",
+        "Allocatable:",
+        "  cpu:                  2",
+        "  memory:               1Gi",
+        "  pods:                 100",
+    ]
