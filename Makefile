@@ -14,11 +14,15 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-packages.sh
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The kernel of the cgroup v2 VM test (tests/vm/), a cache outside git: fetched once, as root.
+# The kernel of the cgroup v2 VM test (tests/vm/), a cache outside git: fetched once.
 export SHOAL_VM_KERNEL_DIR ?= /var/cache/shoal-vm/kernel
 
-$(SHOAL_VM_KERNEL_DIR)/vmlinuz:
-	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/fetch-test-kernel.sh; else \
+# After the packages (order-only): under make -j the two would otherwise run apt at once and
+# one would fail on apt's lock. Not root: through sudo, as install-system-packages.sh does.
+$(SHOAL_VM_KERNEL_DIR)/vmlinuz: | $(VENV)/.installed
+	@if [ "$$(id -u)" -eq 0 ]; then bash scripts/fetch-test-kernel.sh; \
+	elif command -v sudo >/dev/null 2>&1; then \
+	  sudo env SHOAL_VM_KERNEL_DIR=$(SHOAL_VM_KERNEL_DIR) bash scripts/fetch-test-kernel.sh; else \
 	  echo "shoal: tests/vm needs a kernel in $(SHOAL_VM_KERNEL_DIR): run make install as root" >&2; fi
 
 install: $(VENV)/.installed $(SHOAL_VM_KERNEL_DIR)/vmlinuz

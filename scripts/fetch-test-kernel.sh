@@ -2,8 +2,9 @@
 # Fetches Debian's generic amd64 kernel into a cache outside git, for the cgroup v2 VM test
 # (tests/vm/: a qemu guest whose only cgroup hierarchy is v2). Keeps vmlinuz, its config and
 # the modules the guest's initramfs loads to mount the host's / over 9p (virtio, 9p, netfs).
-# Called by `make install` (as root, when the kernel is missing); a no-op when the cache
-# already holds a kernel. SHOAL_VM_KERNEL_DIR overrides the cache (tests/vm/vm_image.py reads it).
+# Called by `make install` (as root or via sudo, when the kernel is missing); a no-op when the
+# cache already holds a kernel. SHOAL_VM_KERNEL_DIR overrides the cache (tests/vm/vm_image.py
+# reads it).
 set -euo pipefail
 dest="${SHOAL_VM_KERNEL_DIR:-/var/cache/shoal-vm/kernel}"
 [ -f "$dest/vmlinuz" ] && exit 0
