@@ -109,7 +109,7 @@ def applied(knobs: set[str], neighbour: int, noisy: int, cpu_mount: Path | None)
             if "idle" in knobs:
                 top = cpu_mount / f"shoal-isolation-study-{os.getpid()}"
                 top.mkdir()
-                undo.append(lambda: _rmdir_when_empty(top))
+                undo.append(lambda: _remove_top_group(top, own))
                 for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
                     (top / name).write_text((own / name).read_text())
                 (top / "cpu.idle").write_text("1")
@@ -125,6 +125,16 @@ def applied(knobs: set[str], neighbour: int, noisy: int, cpu_mount: Path | None)
     finally:
         for step in reversed(undo):
             step()
+
+
+def _remove_top_group(top: Path, own: Path) -> None:
+    """Remove the study's top-level group. Its tasks (only if the noisy pod is still there: a
+    failure before its deletion) go back to the pod's own cpu cgroup first, so the removal
+    cannot time out and hide the failure, nor leave the group in the machine's hierarchy."""
+    for tid in (top / "tasks").read_text().split():
+        with contextlib.suppress(OSError):  # it exited meanwhile
+            (own / "tasks").write_text(tid)
+    _rmdir_when_empty(top)
 
 
 def _rmdir_when_empty(path: Path) -> None:
