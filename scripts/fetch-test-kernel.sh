@@ -23,22 +23,30 @@ if ! download; then
   apt-get update -qq
   download || { echo "shoal: cannot download linux-image-amd64 for the VM test" >&2; exit 1; }
 fi
-dpkg-deb -x "$work"/*.deb "$work/root"
-version=$(basename "$(ls -d "$work"/root/lib/modules/*)")
+image_deb=$(ls "$work"/*.deb)
+dpkg-deb -x "$image_deb" "$work/root"
+# /lib/modules, or /usr/lib/modules in releases whose packages moved their files to /usr.
+modules=""
+for candidate in "$work"/root/lib/modules/* "$work"/root/usr/lib/modules/*; do
+  [ -d "$candidate" ] && modules=$candidate
+done
+[ -n "$modules" ] || { echo "shoal: no lib/modules in $image_deb" >&2; exit 1; }
+version=$(basename "$modules")
+rm -rf "$dest.new"  # what a failed earlier run left
 mkdir -p "$dest.new/modules"
 cp "$work/root/boot/vmlinuz-$version" "$dest.new/vmlinuz"
 cp "$work/root/boot/config-$version" "$dest.new/config"
 for dir in drivers/virtio net/9p fs/9p fs/netfs fs/fscache; do
-  if [ -d "$work/root/lib/modules/$version/kernel/$dir" ]; then
+  if [ -d "$modules/kernel/$dir" ]; then
     mkdir -p "$dest.new/modules/$dir"
-    cp -r "$work/root/lib/modules/$version/kernel/$dir/." "$dest.new/modules/$dir/"
+    cp -r "$modules/kernel/$dir/." "$dest.new/modules/$dir/"
   fi
 done
 # Newer Debian kernels ship modules compressed; busybox's insmod wants them plain.
 find "$dest.new/modules" -name '*.ko.xz' -exec xz -d {} +
 find "$dest.new/modules" -name '*.ko.zst' -exec zstd -q -d --rm {} +
 # What is built in needs no module (the VM test skips those of its list).
-cp "$work/root/lib/modules/$version/modules.builtin" "$dest.new/modules.builtin"
+cp "$modules/modules.builtin" "$dest.new/modules.builtin"
 echo "$version" >"$dest.new/version"
 rm -rf "$dest"
 mv "$dest.new" "$dest"
