@@ -1,9 +1,10 @@
 """The guest's initramfs for the cgroup v2 VM test: a static busybox, the kernel modules that
-mount the host's / read-only over 9p (virtio), and an /init script that chroots into that / and
-runs pytest with a pure cgroup2 hierarchy at /sys/fs/cgroup.
+mount the host's / read-only over 9p (virtio), and an /init script that makes that / the root
+(switch_root) and runs pytest with a pure cgroup2 hierarchy at /sys/fs/cgroup.
 
-Called by `vm_image` (which boots it under qemu) and unit-tested by test_initramfs.py. Pure
-parts (cpio writer, module load order, the init script) are apart from `build_initramfs`.
+Called by `vm_image` (which reads the modules and busybox, writes the archive and boots it
+under qemu) and unit-tested by test_initramfs.py. Everything here but `kernel_modules` (which
+reads the .ko files) is pure: the cpio writer, module load order, the init script.
 """
 
 from __future__ import annotations
@@ -127,9 +128,11 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 host /h
 mount -t tmpfs -o mode=1777 tmp /host/tmp && mount -t proc proc /host/proc \\
   && mount -t sysfs sys /host/sys && mount -t cgroup2 cgroup2 /host/sys/fs/cgroup \\
   && mount -t devtmpfs dev /host/dev || fail mounts on the host root
-mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm
-mount -t tmpfs -o mode=1777 vartmp /host/var/tmp && mount -t tmpfs run /host/run
-ip link set lo up  # tests talk over 127.0.0.1; nothing else of a network exists here
+mkdir -p /host/dev/shm && mount -t tmpfs shm /host/dev/shm \
+  && mount -t tmpfs -o mode=1777 vartmp /host/var/tmp && mount -t tmpfs run /host/run \
+  || fail tmpfs mounts
+# Tests talk over 127.0.0.1; nothing else of a network exists here.
+ip link set lo up || fail loopback
 # As on a systemd machine: controllers enabled at the root, the service (here pytest, which
 # starts the agent's code) in a leaf below system.slice, never in the root cgroup itself.
 cg=/host/sys/fs/cgroup
@@ -167,18 +170,8 @@ def initramfs_entries(busybox: bytes, modules: Mapping[str, bytes], init: str) -
     entries = [Entry(d, DIR) for d in ("bin", "dev", "proc", "sys", "modules")]
     entries.append(Entry("dev/console", CHAR_DEVICE, rdev=(5, 1)))  # init's stdio before /dev
     entries.append(Entry("bin/busybox", FILE, busybox))
-    applets = (
-        "sh",
-        "mount",
-        "insmod",
-        "mkdir",
-        "cat",
-        "cut",
-        "chroot",
-        "dmesg",
-        "tail",
-        "poweroff",
-    )
+    # Every command the init script runs before switch_root (after it, the host's own).
+    applets = ("sh", "mount", "insmod", "mkdir", "cat", "cut", "ip", "switch_root", "poweroff")
     entries.extend(Entry(f"bin/{applet}", SYMLINK, b"busybox") for applet in applets)
     entries.extend(Entry(f"modules/{name}.ko", 0o100644, blob) for name, blob in modules.items())
     entries.append(Entry("init", FILE, init.encode()))
