@@ -18,6 +18,7 @@ CONSOLE = (
     "tests/a/test_x.py::test_two[p] SKIPPED (no) [ 66%]\r\n"
     "tests/a/test_x.py::test_three FAILED [100%]\r\n"
     "FAILED tests/a/test_x.py::test_three - assert 1 == 2\r\n"
+    "==== 1 failed, 1 passed, 1 skipped, 2 warnings in 41.20s (0:00:41) ====\r\n"
     "[   12.3] Memory cgroup out of memory: Killed process 114 (python)\r\n"
     f"{EXIT_MARK}1\r\n"
     "[   13.0] reboot: Power down\r\n"
@@ -34,11 +35,13 @@ def test_parse_console_reads_outcomes_controllers_and_exit_code() -> None:
         "tests/a/test_x.py::test_two[p]": "SKIPPED",
         "tests/a/test_x.py::test_three": "FAILED",
     }
+    assert run.summary == {"failed": 1, "passed": 1, "skipped": 1, "warnings": 2}
 
 
 def test_parse_console_without_an_exit_code() -> None:
     assert parse_console("[ 1.0] Kernel panic - not syncing\n").exit_code is None
     assert parse_console(f"{EXIT_MARK}init-failed: 9p mount\n").exit_code is None
+    assert parse_console("==== 3 passed in 1.00s ====\n").summary == {"passed": 3}
 
 
 def test_qemu_argv_is_tcg_with_a_read_only_host_root() -> None:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from initramfs import (
@@ -38,6 +38,8 @@ KERNEL_ARGS = (
     "console=ttyS0 panic=-1 loglevel=3 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1"
 )
 OUTCOME = re.compile(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
+# pytest's last line, e.g. `==== 57 passed, 1 skipped, 2 warnings in 41.20s (0:00:41) ====`
+SUMMARY = re.compile(r"^=+ (\d+ \w+(?:, \d+ \w+)*) in [\d.]+s\b.*=+$")
 
 
 class VmUnavailable(Exception):
@@ -50,6 +52,9 @@ class GuestRun:
 
     exit_code: int | None
     outcomes: dict[str, str] = field(default_factory=dict)
+    # pytest's own count per outcome (`passed`, `skipped`, `warnings`...), from its last line:
+    # it counts tests whose -v line the console may have garbled or lost.
+    summary: dict[str, int] = field(default_factory=dict)
     controllers: list[str] = field(default_factory=list)
     cgroup: str = ""  # where the guest's pytest ran, as /proc/self/cgroup says
     console: str = ""
@@ -57,9 +62,11 @@ class GuestRun:
 
 
 def parse_console(text: str) -> GuestRun:
-    """The guest's serial output -> exit code, `test id -> PASSED/...` (pytest -v lines)."""
+    """The guest's serial output -> exit code, `test id -> PASSED/...` (pytest -v lines) and
+    pytest's summary counts."""
     exit_code: int | None = None
     outcomes: dict[str, str] = {}
+    summary: dict[str, int] = {}
     controllers: list[str] = []
     cgroup = ""
     for raw in text.splitlines():
@@ -72,7 +79,10 @@ def parse_console(text: str) -> GuestRun:
             exit_code = int(value) if value.isdigit() else None
         elif match := OUTCOME.match(line):
             outcomes[match.group(1)] = match.group(2)
-    return GuestRun(exit_code, outcomes, controllers, cgroup, text)
+        elif match := SUMMARY.match(line):
+            counts = (part.split(" ") for part in match.group(1).split(", "))
+            summary = {name: int(count) for count, name in counts}
+    return GuestRun(exit_code, outcomes, summary, controllers, cgroup, text)
 
 
 def qemu_argv(kernel: Path, initrd: Path, memory_mb: int = 1024) -> list[str]:
@@ -143,12 +153,5 @@ def run_pytest_in_vm(
             if qemu.poll() is None:
                 qemu.kill()
                 qemu.wait()
-    result = parse_console(log.read_text(errors="replace"))
-    return GuestRun(
-        result.exit_code,
-        result.outcomes,
-        result.controllers,
-        result.cgroup,
-        result.console,
-        time.monotonic() - started,
-    )
+    seconds = time.monotonic() - started
+    return replace(parse_console(log.read_text(errors="replace")), seconds=seconds)
