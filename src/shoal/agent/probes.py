@@ -1,7 +1,7 @@
 """Startup, readiness and liveness probes with Kubernetes' semantics.
 
-The agent runner creates one `PodProber` per process run (a restarted process gets a fresh
-one), `start()`s it and reacts to the `ProbeEvent`s it reports:
+The pod worker gets one `PodProber` per process run from `pod_probing.run_prober` (a restarted
+process gets a fresh one), `start()`s it and reacts to the `ProbeEvent`s it reports:
 
     ("startup",   True)   the process has started; readiness and liveness probes begin
     ("startup",   False)  startupProbe failed failureThreshold times: kill, restart by policy
@@ -21,7 +21,8 @@ one), `start()`s it and reacts to the `ProbeEvent`s it reports:
 
 Timing: the first attempt of every probe comes initialDelaySeconds after the process started
 (for readiness and liveness, not before the startup probe succeeded), then one every
-periodSeconds; each attempt is bounded by timeoutSeconds (`probe_checks`).
+periodSeconds; each attempt is bounded by timeoutSeconds (`pod_probing.check`: httpGet and
+tcpSocket in `socket_probes`, exec in `probe_checks`).
 """
 
 from __future__ import annotations
