@@ -69,7 +69,8 @@ class Interference:
     alone: list[float] = field(default_factory=list)
     crowded: list[float] = field(default_factory=list)
     # The first and the last alone window of every block, apart: their pooled p99 ratio is the
-    # method's own noise floor (A/A), measured the same way in the same run.
+    # method's own noise floor (A/A), measured the same way in the same run. The last follows
+    # the crowded windows, so an after-effect of the noisy pod lands here, not in the ratio.
     first_alone: list[float] = field(default_factory=list)
     last_alone: list[float] = field(default_factory=list)
     failures: int = 0
