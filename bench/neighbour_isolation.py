@@ -4,8 +4,10 @@ next step of the sandbox issue's neighbour goal; bench/bench_sandbox.py measures
 today.
 
 One `shoal server` (API, agent, Envoy) runs a sandboxed web pod behind its Service (the
-neighbour, limits 1 CPU) and, per configuration, a noisy sandboxed pod at 100m CPU (a CPU burner,
-or with `--noisy oom` the OOM loop). Each configuration applies kernel settings by hand to the
+neighbour, limits 1 CPU) and, per configuration, a noisy sandboxed pod at 100m CPU and 64Mi: a
+CPU burner; with `--noisy oom` the OOM loop (children allocating 128 MiB, each OOM-killed); with
+`--noisy churn` the same loop allocating 48 MiB, which fits (the memory churn without the kill).
+Each configuration applies kernel settings by hand to the
 running processes, measures the neighbour's p99 alone vs beside the noisy pod the way the bench
 does (sandbox_neighbour.interference: the noisy pod frozen and thawed in A B B A windows, an
 open-loop load at 25 % of capacity, with the A/A noise floor), then deletes the noisy pod and
@@ -22,7 +24,7 @@ undoes the settings:
   schedidle  SCHED_IDLE for the noisy pod's tasks.
 Combine with '+'. Run (root, cgroup v1 cpu hierarchy for `idle`, 2+ CPUs):
 `.venv/bin/python bench/neighbour_isolation.py [--configs none,exclusive,idle,exclusive+idle]
-[--noisy burn|oom] [--blocks 16] [--seconds 0.75]`.
+[--noisy burn|oom|churn] [--blocks 16] [--seconds 0.75]`.
 """
 
 from __future__ import annotations
@@ -160,9 +162,11 @@ def study(options: argparse.Namespace) -> None:
     unknown = set().union(*configs) - set(KNOBS)
     if unknown:
         raise SystemExit(f"unknown settings {sorted(unknown)}; known: {', '.join(KNOBS)}")
-    noisy_code: tuple[str, str] = (
-        (boxes.OOM_LOOP, str(128 * MI)) if options.noisy == "oom" else (boxes.CPU_BURN, "-")
-    )
+    noisy_code: tuple[str, str] = {
+        "burn": (boxes.CPU_BURN, "-"),
+        "oom": (boxes.OOM_LOOP, str(128 * MI)),
+        "churn": (boxes.OOM_LOOP, str(48 * MI)),
+    }[options.noisy]
     with boxes.searchable_dir("shoal-bench-") as base, boxes.servers_under(base) as start:
         server, app = start(), boxes.install_app(base)
         port = cluster.free_port()
@@ -213,7 +217,7 @@ def _delete_noisy(server: Any, cluster: Any) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="none,exclusive,idle,exclusive+idle")
-    parser.add_argument("--noisy", choices=("burn", "oom"), default="burn")
+    parser.add_argument("--noisy", choices=("burn", "oom", "churn"), default="burn")
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=0.75)
     options = parser.parse_args()
