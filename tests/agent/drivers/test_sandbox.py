@@ -35,7 +35,7 @@ from shoal.agent.drivers.sandbox import (
 )
 from shoal.agent.ports import PortAllocator
 from shoal.agent.sandbox.availability import sandbox_available
-from shoal.agent.sandbox.cgroups import pod_cgroup_from_state
+from shoal.agent.sandbox.cgroups import PodCgroupV2, pod_cgroup_from_state
 from shoal.agent.sandbox.identity import Identity
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -368,6 +368,65 @@ async def test_twice_the_memory_limit_is_oom_killed(driver: SandboxDriver, pods_
     status = await asyncio.wait_for(driver.wait(await start(driver, spec)), LIMIT)
     assert status.reason == REASON_OOM_KILLED
     assert status.signal == signal.SIGKILL
+
+
+def demoted(handle: TaskHandle) -> bool:
+    """The pod's CPU is idle: on v1 its processes are in the demoted cpu cgroup, on v2 its own
+    cgroup has cpu.idle=1."""
+    cgroup = pod_cgroup_from_state(handle.driver_state)
+    if isinstance(cgroup, PodCgroupV2):
+        idle = cgroup.path / "cpu.idle"
+        return idle.exists() and idle.read_text().strip() == "1"
+    assert cgroup is not None and cgroup.demoted_cpu is not None
+    procs = cgroup.demoted_cpu / "cgroup.procs"
+    return procs.exists() and bool(procs.read_text().split())
+
+
+async def until_demoted(handle: TaskHandle) -> None:
+    deadline = time.monotonic() + LIMIT
+    while not demoted(handle):
+        assert time.monotonic() < deadline, "the pod was not demoted"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.e2e
+@needs_sandbox
+async def test_a_pod_that_is_oom_killed_yields_the_cpu(
+    driver: SandboxDriver, pods_root: Path
+) -> None:
+    limits = Limits(memory_bytes=64 << 20, cpu_millis=500, cpu_request_millis=500)
+    # A healthy pod is never demoted.
+    calm = await start(
+        driver,
+        pod_spec(pods_root, "calm", [PY, "-c", "import time; time.sleep(60)"], limits=limits),
+    )
+    # A pod whose children allocate twice its memory limit: demoted at the first OOM kill.
+    loop = (
+        "import os, time\n"
+        "while True:\n"
+        "    child = os.fork()\n"
+        "    if child == 0:\n"
+        "        b = b'x' * (128 << 20); os._exit(0)\n"
+        "    os.waitpid(child, 0); time.sleep(0.2)\n"
+    )
+    looper = await start(driver, pod_spec(pods_root, "looper", [PY, "-c", loop], limits=limits))
+    await until_demoted(looper)
+    assert not demoted(calm)
+    await driver.stop(looper, 0)
+    # A run that ends OOM-killed: the pod's next run (same uid) is demoted from its start.
+    spec = pod_spec(
+        pods_root,
+        "hog",
+        [PY, "-c", "b = bytearray(128 << 20)\nimport time; time.sleep(60)"],
+        limits=limits,
+    )
+    hog = await start(driver, spec)
+    status = await asyncio.wait_for(driver.wait(hog), LIMIT)
+    assert status.reason == REASON_OOM_KILLED
+    await driver.stop(hog, 0)  # as the agent does before a restart
+    again = await start(driver, replace(spec, argv=[PY, "-c", "import time; time.sleep(60)"]))
+    await until_demoted(again)
+    assert not demoted(calm)
 
 
 @pytest.mark.e2e

@@ -124,6 +124,12 @@ def test_v1_state_round_trip() -> None:
     pod = PodCgroupV1({"memory": Path("/m/x"), "cpu": Path("/c/x"), "cpuacct": Path("/c/x")})
     assert pod.procs_files() == ["/m/x/cgroup.procs", "/c/x/cgroup.procs"]
     assert pod_cgroup_from_state(pod.to_state()) == pod
+    demotable = CgroupHierarchy(1, {"memory": Path("/m/shoal"), "cpu": Path("/c/shoal")}).pod(
+        "node", "x"
+    )
+    assert isinstance(demotable, PodCgroupV1)
+    assert demotable.demoted_cpu == Path("/c/shoal-demoted/node/x")
+    assert pod_cgroup_from_state(demotable.to_state()) == demotable
 
 
 # ---- real cgroups (v1 on this kind of machine) -------------------------------------------
@@ -211,3 +217,49 @@ async def test_real_oom_kill_is_counted(real_pod: PodCgroupV1 | PodCgroupV2) -> 
             leader.kill()
             leader.wait()
     assert real_pod.oom_kills() >= 1
+
+
+def cpu_cgroup_of(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(",") or controllers == "":
+            return path
+    raise AssertionError(f"pid {pid} has no cpu cgroup")
+
+
+@pytest.mark.e2e
+@needs_real
+async def test_real_demote_makes_the_pods_cpu_idle(real_pod: PodCgroupV1 | PodCgroupV2) -> None:
+    real_pod.create(Limits(cpu_millis=100, memory_bytes=64 << 20, cpu_request_millis=100))
+    leader = launch(real_pod, "import time; time.sleep(60)")
+    try:
+        for _ in range(200):
+            if leader.pid in real_pod.pids():
+                break
+            await asyncio.sleep(0.02)
+        assert real_pod.demote()
+        assert not real_pod.demote()  # once is enough
+        if isinstance(real_pod, PodCgroupV2):
+            assert (real_pod.path / "cpu.idle").read_text().strip() == "1"
+        else:
+            target = real_pod.demoted_cpu
+            assert target is not None
+            assert (target.parent.parent / "cpu.idle").read_text().strip() == "1"
+            assert cpu_cgroup_of(leader.pid).endswith(f"-demoted/node/{target.name}")
+            for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
+                assert (target / name).read_text() == (real_pod.dirs["cpu"] / name).read_text()
+            assert leader.pid in real_pod.pids()  # memory and pids still hold it
+        await real_pod.kill_all(within=5)
+        assert leader.wait(timeout=5) == -9
+        await real_pod.remove()
+        if isinstance(real_pod, PodCgroupV1):
+            assert real_pod.demoted_cpu is not None and not real_pod.demoted_cpu.exists()
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+        if isinstance(real_pod, PodCgroupV1) and real_pod.demoted_cpu is not None:
+            top = real_pod.demoted_cpu.parent.parent
+            for path in (top / "node", top):
+                if path.exists() and top.name.startswith("shoal-test-"):
+                    os.rmdir(path)

@@ -76,6 +76,7 @@ from shoal.agent.sandbox.cgroups import (
     detect_cgroups,
     pod_cgroup_from_state,
 )
+from shoal.agent.sandbox.demotion import OomDemotion
 from shoal.agent.sandbox.identity import Identity, allocate_identity, identity_key
 
 LOG = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class SandboxDriver:
         self._bwrap_real = os.path.realpath(self._bwrap)
         self._setpriv = shutil.which("setpriv") or "setpriv"
         self._hierarchy: CgroupHierarchy | str | None = None
+        self._demotion = OomDemotion()
         # Where the last successful start spent its time (ms per step): the bench prints it.
         self.last_start_steps: dict[str, float] = {}
 
@@ -271,12 +273,20 @@ class SandboxDriver:
         self._sandboxes[box.handle.pid] = box
 
     async def _finish(self, box: _Sandbox) -> ExitStatus:
-        """When bwrap exits: read the OOM counter, kill any leftover, remove the cgroup."""
-        status = await self._processes.wait(box.handle)
-        return await self._clean_up(box.cgroup, status)
+        """While bwrap runs, demote the pod if it is OOM-killed (`demotion`); when it exits,
+        read the OOM counter, kill any leftover, remove the cgroup."""
+        uid = box.handle.pod_uid
+        watch = asyncio.create_task(self._demotion.watch(uid, f"{box.key} ({uid})", box.cgroup))
+        try:
+            status = await self._processes.wait(box.handle)
+        finally:
+            watch.cancel()
+        return await self._clean_up(uid, box.cgroup, status)
 
-    async def _clean_up(self, cgroup: PodCgroup, status: ExitStatus) -> ExitStatus:
+    async def _clean_up(self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus) -> ExitStatus:
         oom_kills = cgroup.oom_kills()
+        if oom_kills:
+            self._demotion.record(pod_uid)
         with contextlib.suppress(CgroupError):
             await cgroup.kill_all()
             await cgroup.remove()
@@ -339,7 +349,7 @@ class SandboxDriver:
             return ExitStatus(None, None, REASON_SANDBOX_ERROR, handle.started_at, now, message)
         recovered = await self._processes.recover(handle)
         if isinstance(recovered, ExitStatus):
-            return await self._clean_up(cgroup, recovered)
+            return await self._clean_up(handle.pod_uid, cgroup, recovered)
         key = str(handle.driver_state.get("key", ""))
         self._track(_Sandbox(handle, cgroup, key))
         return handle

@@ -121,6 +121,16 @@ class PodCgroupV2:
     def pids(self) -> list[int]:
         return parse_pid_list(_read(self.path / "cgroup.procs"))
 
+    def demote(self) -> bool:
+        """cpu.idle=1 on the pod's cgroup; True when it was not idle yet (False also without
+        the cpu controller). On v2 the pod stays where it is, so it is idle against its sibling
+        pods only: moving it would move its memory and pids accounting too."""
+        idle = self.path / "cpu.idle"
+        if not idle.exists() or _read(idle).strip() == "1":
+            return False
+        _write(idle, "1")
+        return True
+
     def oom_kills(self) -> int:
         return parse_flat_keyed(_read(self.path / "memory.events")).get("oom_kill", 0)
 
@@ -161,6 +171,8 @@ class PodCgroupV1:
     """A pod's cgroup in each v1 hierarchy it joins (controller -> directory)."""
 
     dirs: dict[str, Path]
+    # Where the pod's cpu membership moves when it is demoted (`demote`); None without cpu.
+    demoted_cpu: Path | None = None
     version: int = 1
 
     def _unique_dirs(self) -> list[Path]:
@@ -188,6 +200,36 @@ class PodCgroupV1:
             found.update(parse_pid_list(_read(path / "cgroup.procs")))
         return sorted(found)
 
+    def demote(self) -> bool:
+        """Move the pod's processes' cpu membership (quota and weight with them) below the
+        agent's demoted group, a sibling of its parent with cpu.idle=1: there any task waking
+        outside it, Envoy's and the agent's included, preempts the pod at once, and the pod gets
+        CPU only while nothing else wants it. Memory, pids and freezer stay where they are.
+        True when it moved a process (False: none left to move, or no cpu hierarchy); call it
+        again to move a process that joined the pod's cpu cgroup since."""
+        cpu, target = self.dirs.get("cpu"), self.demoted_cpu
+        if cpu is None or target is None:
+            return False
+        pids = parse_pid_list(_read(cpu / "cgroup.procs"))
+        if not pids:
+            return False
+        if not target.exists():
+            top = target.parent.parent
+            top.mkdir(exist_ok=True)
+            if _read(top / "cpu.idle").strip() != "1":
+                _write(top / "cpu.idle", "1")
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
+                _write(target / name, _read(cpu / name).strip())
+        for _ in range(100):  # a process forked meanwhile starts in the old cgroup
+            for pid in pids:
+                with contextlib.suppress(CgroupError):  # it may have exited meanwhile
+                    _write(target / "cgroup.procs", str(pid))
+            pids = parse_pid_list(_read(cpu / "cgroup.procs"))
+            if not pids:
+                return True
+        raise CgroupError(f"processes kept appearing in {cpu} while demoting the pod")
+
     def oom_kills(self) -> int:
         control = parse_flat_keyed(_read(self.dirs["memory"] / "memory.oom_control"))
         if "oom_kill" in control:
@@ -197,7 +239,10 @@ class PodCgroupV1:
 
     def usage(self) -> Usage:
         cpu_dir = self.dirs.get("cpuacct")
-        cpu = int(_read(cpu_dir / "cpuacct.usage", "0").strip() or 0) if cpu_dir else 0
+        cpu_dirs = [cpu_dir] if cpu_dir else []
+        if cpu_dir is not None and cpu_dir == self.dirs.get("cpu") and self.demoted_cpu:
+            cpu_dirs.append(self.demoted_cpu)  # co-mounted: the usage since the move is there
+        cpu = sum(int(_read(d / "cpuacct.usage", "0").strip() or 0) for d in cpu_dirs)
         memory = self.dirs["memory"]
         current = int(_read(memory / "memory.usage_in_bytes", "0").strip() or 0)
         stat = parse_flat_keyed(_read(memory / "memory.stat"))
@@ -223,15 +268,24 @@ class PodCgroupV1:
 
     async def remove(self, within: float = 5.0) -> None:
         deadline = time.monotonic() + within
-        for path in self._unique_dirs():
+        extra = [self.demoted_cpu] if self.demoted_cpu is not None else []
+        for path in [*self._unique_dirs(), *extra]:
             await _rmdir_when_empty(path, deadline)
 
     def to_state(self) -> dict[str, Any]:
         dirs = {controller: str(path) for controller, path in self.dirs.items()}
-        return {"cgroup_version": 1, "cgroup_dirs": dirs}
+        state: dict[str, Any] = {"cgroup_version": 1, "cgroup_dirs": dirs}
+        if self.demoted_cpu is not None:
+            state["cgroup_demoted_cpu"] = str(self.demoted_cpu)
+        return state
 
 
 PodCgroup = PodCgroupV1 | PodCgroupV2
+
+
+def demoted_parent(cpu_parent: Path) -> Path:
+    """v1: the demoted pods' group, a sibling of the agent's cpu parent (`shoal-demoted`)."""
+    return cpu_parent.with_name(f"{cpu_parent.name}-demoted")
 
 
 def _enable_v2_controllers(root: Path, parent: Path, limits: Limits) -> None:
@@ -277,11 +331,15 @@ class CgroupHierarchy:
     def pod(self, node: str, pod_uid: str) -> PodCgroup:
         if self.version == 2:
             return PodCgroupV2(self.base[""] / node / pod_uid, self.base["root"])
-        return PodCgroupV1({c: path / node / pod_uid for c, path in self.base.items()})
+        cpu = self.base.get("cpu")
+        demoted = demoted_parent(cpu) / node / pod_uid if cpu is not None else None
+        return PodCgroupV1({c: path / node / pod_uid for c, path in self.base.items()}, demoted)
 
     def remove_node(self, node: str) -> None:
         """Best effort at agent shutdown: drop `<parent>/<node>` and `<parent>` when empty."""
         bases = [path for key, path in self.base.items() if key != "root"]
+        if self.version == 1 and "cpu" in self.base:
+            bases.append(demoted_parent(self.base["cpu"]))
         for base in dict.fromkeys(bases):
             for level in (base / node, base):
                 with contextlib.suppress(OSError):
@@ -294,7 +352,11 @@ def pod_cgroup_from_state(state: Mapping[str, Any]) -> PodCgroup | None:
         return PodCgroupV2(Path(str(state["cgroup_path"])), Path(str(state["cgroup_root"])))
     if state.get("cgroup_version") == 1:
         dirs = state["cgroup_dirs"]
-        return PodCgroupV1({str(c): Path(str(p)) for c, p in dict(dirs).items()})
+        demoted = state.get("cgroup_demoted_cpu")
+        return PodCgroupV1(
+            {str(c): Path(str(p)) for c, p in dict(dirs).items()},
+            Path(str(demoted)) if demoted else None,
+        )
     return None
 
 
