@@ -142,7 +142,14 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_restarted(
     assert any(
         e.reason == "OOMKilled" and e.involved_object.name == pod.metadata.name for e in events
     )
+    # Its next run yields the CPU (sandbox.demotion), and the pod says so.
+    wait_for("a Demoted event", lambda: has_event(server, pod.metadata.name, "Demoted"))
     delete_and_wait(server, "hog")
+
+
+def has_event(server: ShoalServer, pod_name: str, reason: str) -> bool:
+    events = server.client.list(Event, "default").items
+    return any(e.reason == reason and e.involved_object.name == pod_name for e in events)
 
 
 def test_the_neighbour_of_an_oom_looping_pod_keeps_its_latency(
@@ -155,6 +162,9 @@ def test_the_neighbour_of_an_oom_looping_pod_keeps_its_latency(
     wait_for("the first OOM kill of the loop", lambda: oom_kills(server) > 0, timeout=60)
     looper = only_pod(server, "looper")
     assert looper.status.pid is not None
+    wait_for(
+        "the looper's Demoted event", lambda: has_event(server, looper.metadata.name, "Demoted")
+    )
     before = oom_kills(server)
     figures = measure_interference(neighbour, looper.status.pid, pairs=5, seconds=1.5)
     kills = oom_kills(server) - before

@@ -27,9 +27,7 @@ from pathlib import Path
 
 from shoal.agent.context import AgentContext, DriverChoice
 from shoal.agent.dataplane import DataPlane, EnvoyNode
-from shoal.agent.drivers.base import Driver, StartError, TaskHandle
-from shoal.agent.drivers.process import ProcessDriver
-from shoal.agent.drivers.sandbox import SandboxDriver, driver_name_for
+from shoal.agent.drivers.base import TaskHandle
 from shoal.agent.endpoints import EndpointsPublisher
 from shoal.agent.envoy import EnvoySink, RoutingTable
 from shoal.agent.envoy_restarts import EnvoyRestartReporter
@@ -37,6 +35,7 @@ from shoal.agent.http import AgentHttp
 from shoal.agent.listener_ports import can_listen
 from shoal.agent.logs import DEFAULT_KEEP, DEFAULT_MAX_BYTES, rotate_logs
 from shoal.agent.node import NodeRegistration
+from shoal.agent.node_drivers import node_drivers
 from shoal.agent.ports import PortAllocator, can_bind
 from shoal.agent.records import PodRecord, PodRecords
 from shoal.agent.rollout_routing import RolloutRouting, TrafficReporter
@@ -94,30 +93,6 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def choose_driver_rule(sandbox_ok: bool, reason: str) -> partial[str | StartError]:
-    return partial(_choose_driver, sandbox_ok, reason)
-
-
-def _choose_driver(sandbox_ok: bool, reason: str, pod: Pod) -> str | StartError:
-    name = driver_name_for(pod.spec.isolation)
-    if name == "sandbox" and not sandbox_ok:
-        return StartError(
-            "SandboxUnavailable",
-            f"{reason}; set spec.template.spec.isolation: none to run without a sandbox",
-        )
-    return name
-
-
-def node_drivers(node_name: str, data_dir: Path, sandbox_ok: bool, reason: str) -> DriverChoice:
-    """The real drivers: plain processes, and the sandbox when this node can run it."""
-    drivers: dict[str, Driver] = {"process": ProcessDriver()}
-    if sandbox_ok:
-        drivers["sandbox"] = SandboxDriver(
-            node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods"
-        )
-    return DriverChoice(drivers, choose_driver_rule(sandbox_ok, reason))
 
 
 class Agent:
@@ -179,7 +154,9 @@ class Agent:
         self.sandbox_ok = False
         if drivers is None:
             self.sandbox_ok, sandbox_reason = sandbox_available()
-            drivers = node_drivers(node_name, data_dir, self.sandbox_ok, sandbox_reason)
+            drivers = node_drivers(
+                node_name, data_dir, self.sandbox_ok, sandbox_reason, on_demoted=self._demoted
+            )
         self.context = AgentContext(
             client=client,
             node_name=node_name,
@@ -218,6 +195,13 @@ class Agent:
         self.log_check_seconds = LOG_CHECK_SECONDS
 
     # -- routing --------------------------------------------------------------------------------
+    def _demoted(self, uid: str, why: str) -> None:
+        """A sandboxed pod yields the CPU after OOM kills (sandbox.demotion): say so on it."""
+        worker = self.workers.get(uid)
+        if worker is not None:
+            message = f"its CPU now runs at idle priority: {why}"
+            self.recorder.record(worker.pod, "Warning", "Demoted", message)
+
     def _ports_taken(self, taken: dict[str, int]) -> None:
         """Services whose port another process holds: say so on each, and try again later."""
         for listener, port in taken.items():

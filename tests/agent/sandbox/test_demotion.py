@@ -64,7 +64,8 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_watch_demotes_at_the_first_kill_and_records_it(fast_polls: None) -> None:
-    table, cgroup = OomDemotion(), StandIn()
+    heard: list[tuple[str, str]] = []
+    table, cgroup = OomDemotion(notify=lambda uid, why: heard.append((uid, why))), StandIn()
     watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     assert cgroup.calls == 0 and not table.recently_killed("a")
@@ -72,16 +73,19 @@ async def test_watch_demotes_at_the_first_kill_and_records_it(fast_polls: None) 
     await asyncio.sleep(0.05)
     watch.cancel()
     assert table.recently_killed("a")
+    assert heard == [("a", "the kernel OOM-killed 1 of its processes")]
     assert cgroup.calls > 1  # demoted, then every poll moves whatever joined since
 
 
 async def test_a_run_after_a_recent_kill_is_demoted_at_once(fast_polls: None) -> None:
-    table, cgroup = OomDemotion(), StandIn()
+    heard: list[tuple[str, str]] = []
+    table, cgroup = OomDemotion(notify=lambda uid, why: heard.append((uid, why))), StandIn()
     table.record("a")
     watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
     await asyncio.sleep(0)
     watch.cancel()
     assert cgroup.calls == 1
+    assert heard == [("a", "its last run was OOM-killed")]  # told once, for the Event
 
 
 async def test_a_recent_kill_waits_for_the_new_run_to_be_placed(fast_polls: None) -> None:

@@ -48,7 +48,7 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +173,9 @@ class SandboxDriver:
         cgroup_parent: str = "shoal",
         leftover_timeout: float = 5.0,
         default_pids_limit: int | None = 4096,
+        on_demoted: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_demoted(pod_uid, why)` is told when a pod is demoted for OOM kills."""
         self._node = node_name
         self._masked = [str(path) for path in masked_dirs]
         self._pods_root = pods_root
@@ -186,7 +188,7 @@ class SandboxDriver:
         self._bwrap_real = os.path.realpath(self._bwrap)
         self._setpriv = shutil.which("setpriv") or "setpriv"
         self._hierarchy: CgroupHierarchy | str | None = None
-        self._demotion = OomDemotion()
+        self._demotion = OomDemotion(notify=on_demoted)
         # Where the last successful start spent its time (ms per step): the bench prints it.
         self.last_start_steps: dict[str, float] = {}
 

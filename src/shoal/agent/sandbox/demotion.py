@@ -11,7 +11,8 @@ latency nothing on the CPU (bench/neighbour_isolation.py measured 1.9-2.4x -> 1.
 neighbour's p99 beside an OOM loop). A demoted run stays demoted until it exits.
 
 Called by the sandbox driver: `watch` runs beside each pod's process until it exits; `record`
-is told of the OOM kills its exit showed.
+is told of the OOM kills its exit showed. The agent hears of each demotion (`notify`) and puts a
+Warning Event `Demoted` on the pod.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ PLACEMENT_POLLS, PLACEMENT_POLL_SECONDS = 100, 0.02  # up to 2 s for a new run t
 class OomDemotion:
     """The last OOM kill seen per pod (by uid), and the watch that demotes."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        notify: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """`notify(pod_uid, why)` when a run is demoted (the agent puts an Event on the pod)."""
         self._clock = clock
+        self._notify = notify
         self._last_kill: dict[str, float] = {}
 
     def record(self, pod_uid: str) -> None:
@@ -57,7 +64,7 @@ class OomDemotion:
         why = "its last run was OOM-killed" if self.recently_killed(pod_uid) else None
         if why is not None:
             for _ in range(PLACEMENT_POLLS):  # the launcher places itself just after the spawn
-                if self._demote(name, cgroup, why, first=True):
+                if self._demote(pod_uid, name, cgroup, why, first=True):
                     break
                 await asyncio.sleep(PLACEMENT_POLL_SECONDS)
         while True:
@@ -68,12 +75,11 @@ class OomDemotion:
                 self.record(pod_uid)
                 first = why is None
                 why = f"the kernel OOM-killed {kills} of its processes"
-                self._demote(name, cgroup, why, first=first)
+                self._demote(pod_uid, name, cgroup, why, first=first)
             elif why is not None:
-                self._demote(name, cgroup, why, first=False)
+                self._demote(pod_uid, name, cgroup, why, first=False)
 
-    @staticmethod
-    def _demote(name: str, cgroup: PodCgroup, why: str, *, first: bool) -> bool:
+    def _demote(self, pod_uid: str, name: str, cgroup: PodCgroup, why: str, *, first: bool) -> bool:
         try:
             moved = cgroup.demote()
         except CgroupError as error:
@@ -81,4 +87,6 @@ class OomDemotion:
             return False
         if moved and first:
             LOG.warning("pod %s demoted to idle CPU priority: %s", name, why)
+            if self._notify is not None:
+                self._notify(pod_uid, why)
         return moved
