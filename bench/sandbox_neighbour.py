@@ -18,8 +18,8 @@ Two ways to make the noise:
   blocks' ratios beside it, and the machine's CPU busy share in the windows alone;
 - the issue's own scenario under the goal's load: a pod whose process allocates twice its
   memory limit, OOM-killed and restarted by its policy (with back-off) again and again:
-  windows alone before and after, the crash loop in between; the times between restarts
-  show the back-off.
+  three blocks of windows alone before and after, the crash loop (a new Deployment each
+  block) in between; the times between restarts show the back-off.
 """
 
 from __future__ import annotations
@@ -164,56 +164,73 @@ class CrashLoop:
     before: list[float] = field(default_factory=list)
     during: list[float] = field(default_factory=list)
     after: list[float] = field(default_factory=list)
-    restarts: list[float] = field(default_factory=list)  # when restartCount went up
+    ratios: list[float] = field(default_factory=list)  # per block: p99 during / alone
+    restarts: list[list[float]] = field(default_factory=list)  # per block: restartCount rises
     reasons: set[str] = field(default_factory=set)
     failures: int = 0
 
     def describe(self) -> str:
         alone = p99_ms(self.before + self.after)
         during = p99_ms(self.during)
-        gaps = [later - earlier for earlier, later in itertools.pairwise(self.restarts)]
+        gaps = [
+            f"{later - earlier:.1f}"
+            for times in self.restarts
+            for earlier, later in itertools.pairwise(times)
+        ]
+        ratios = sorted(self.ratios)
         return (
             f"p99 alone (before and after) {alone:.2f} ms, during the crash loop "
-            f"{during:.2f} ms, ratio {during / alone if alone else 0:.2f}x; "
-            f"{len(self.restarts)} restarts (lastState {', '.join(sorted(self.reasons))}), "
-            f"seconds between them {', '.join(f'{gap:.1f}' for gap in gaps)}; "
+            f"{during:.2f} ms, pooled ratio {during / alone if alone else 0:.2f}x; "
+            f"median of {len(ratios)} blocks' ratios {statistics.median(ratios):.2f}x "
+            f"(min-max {ratios[0]:.2f}-{ratios[-1]:.2f}); "
+            f"{sum(map(len, self.restarts))} restarts (lastState "
+            f"{', '.join(sorted(self.reasons))}), seconds between them {', '.join(gaps)}; "
             f"{self.failures} failed requests"
         )
 
 
-def crash_loop(server: Any, cluster: Any, boxes: Any, load: Load, *, seconds: float) -> CrashLoop:
-    """Neighbour load alone (`seconds`), then beside a pod OOM-killed and restarted by policy
-    (2 x `seconds`, from its apply), then alone again after it is deleted."""
+def crash_loop(
+    server: Any, cluster: Any, boxes: Any, load: Load, *, seconds: float, blocks: int
+) -> CrashLoop:
+    """`blocks` times: neighbour load alone (`seconds`), then beside a new pod OOM-killed and
+    restarted by policy (2 x `seconds`, from its apply), then alone again after it is deleted;
+    a new Deployment each block, so each block sees a crash loop from its first kill."""
     figures = CrashLoop()
-    ran = load.run(seconds)
-    figures.before, figures.failures = ran.latencies, len(ran.failures)
-    stop = threading.Event()
+    for _ in range(blocks):
+        before = load.run(seconds)
+        times: list[float] = []
+        stop = threading.Event()
 
-    def watch() -> None:
-        seen = 0
-        while not stop.is_set():
-            for pod in cluster.pods_of(server.client, "hog"):
-                if pod.status.restart_count > seen:
-                    seen = pod.status.restart_count
-                    figures.restarts.append(time.monotonic())
-                    if pod.status.last_state is not None:
-                        figures.reasons.add(str(pod.status.last_state.reason))
-            time.sleep(0.05)
+        def watch(times: list[float] = times, stop: threading.Event = stop) -> None:
+            seen = 0
+            while not stop.is_set():
+                for pod in cluster.pods_of(server.client, "hog"):
+                    if pod.status.restart_count > seen:
+                        seen = pod.status.restart_count
+                        times.append(time.monotonic())
+                        if pod.status.last_state is not None:
+                            figures.reasons.add(str(pod.status.last_state.reason))
+                time.sleep(0.05)
 
-    hog = boxes.script_deployment("hog", ALLOCATE, str(2 * 64 * MI), LIMITS)
-    watcher = threading.Thread(target=watch, daemon=True)
-    server.client.apply_all([hog])
-    watcher.start()
-    try:
-        ran = load.run(2 * seconds)
-        figures.during, figures.failures = ran.latencies, figures.failures + len(ran.failures)
-    finally:
-        stop.set()
-        watcher.join(timeout=10)
-        server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/hog")
-        cluster.wait_for("the hog to go", lambda: not cluster.pods_of(server.client, "hog"))
-    ran = load.run(seconds)
-    figures.after, figures.failures = ran.latencies, figures.failures + len(ran.failures)
+        hog = boxes.script_deployment("hog", ALLOCATE, str(2 * 64 * MI), LIMITS)
+        watcher = threading.Thread(target=watch, daemon=True)
+        server.client.apply_all([hog])
+        watcher.start()
+        try:
+            during = load.run(2 * seconds)
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+            server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/hog")
+            cluster.wait_for("the hog to go", lambda: not cluster.pods_of(server.client, "hog"))
+        after = load.run(seconds)
+        figures.before.extend(before.latencies)
+        figures.during.extend(during.latencies)
+        figures.after.extend(after.latencies)
+        alone = p99_ms(before.latencies + after.latencies)
+        figures.ratios.append(p99_ms(during.latencies) / alone if alone else 0.0)
+        figures.restarts.append(times)
+        figures.failures += len(before.failures) + len(during.failures) + len(after.failures)
     return figures
 
 
@@ -266,7 +283,7 @@ def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: 
             print(f"  {name}: {mine.describe()} ({note})", flush=True)
         server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/noisy")
         cluster.wait_for("the noisy pod to go", lambda: not cluster.pods_of(server.client, "noisy"))
-    loop = crash_loop(server, cluster, boxes, loads[open_label], seconds=10.0)
+    loop = crash_loop(server, cluster, boxes, loads[open_label], seconds=10.0, blocks=3)
     print(
         f"neighbour at {open_label} beside a pod allocating 2x its 64Mi limit, restarted by "
         f"policy: {loop.describe()} (goal < 1.2x)",
