@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from shoal.agent.sandbox import demotion
+from shoal.agent.sandbox.cgroups import CgroupError
 from shoal.agent.sandbox.demotion import DEMOTION_SECONDS, OomDemotion
 
 
@@ -104,3 +105,22 @@ async def test_other_pods_are_left_alone(fast_polls: None) -> None:
     await asyncio.sleep(0.05)
     watch.cancel()
     assert cgroup.calls == 0
+
+
+@dataclass
+class Refusing(StandIn):
+    """A cgroup that cannot be demoted (e.g. a kernel without cpu.idle)."""
+
+    def demote(self) -> bool:
+        self.calls += 1
+        raise CgroupError("this kernel has no cpu.idle")
+
+
+async def test_a_failed_demotion_is_tried_once_per_run(fast_polls: None) -> None:
+    table, cgroup = OomDemotion(), Refusing(kills=0)
+    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    cgroup.kills = 1
+    await asyncio.sleep(0.05)
+    assert watch.done()  # gave up after the one warning instead of retrying every poll
+    assert cgroup.calls == 1 and table.recently_killed("a")

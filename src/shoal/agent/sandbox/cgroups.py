@@ -216,6 +216,8 @@ class PodCgroupV1:
         if not target.exists():
             top = target.parent.parent
             top.mkdir(exist_ok=True)
+            if not (top / "cpu.idle").exists():
+                raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
             if _read(top / "cpu.idle").strip() != "1":
                 _write(top / "cpu.idle", "1")
             target.mkdir(parents=True, exist_ok=True)

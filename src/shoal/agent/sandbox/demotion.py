@@ -64,27 +64,33 @@ class OomDemotion:
         why = "its last run was OOM-killed" if self.recently_killed(pod_uid) else None
         if why is not None:
             for _ in range(PLACEMENT_POLLS):  # the launcher places itself just after the spawn
-                if self._demote(pod_uid, name, cgroup, why, first=True):
+                moved = self._demote(pod_uid, name, cgroup, why, first=True)
+                if moved is None:
+                    return
+                if moved:
                     break
                 await asyncio.sleep(PLACEMENT_POLL_SECONDS)
         while True:
             await asyncio.sleep(POLL_SECONDS)
             kills = cgroup.oom_kills()
+            first = False
             if kills > seen:
-                seen = kills
+                seen, first = kills, why is None
                 self.record(pod_uid)
-                first = why is None
                 why = f"the kernel OOM-killed {kills} of its processes"
-                self._demote(pod_uid, name, cgroup, why, first=first)
-            elif why is not None:
-                self._demote(pod_uid, name, cgroup, why, first=False)
+            if why is not None and self._demote(pod_uid, name, cgroup, why, first=first) is None:
+                return
 
-    def _demote(self, pod_uid: str, name: str, cgroup: PodCgroup, why: str, *, first: bool) -> bool:
+    def _demote(
+        self, pod_uid: str, name: str, cgroup: PodCgroup, why: str, *, first: bool
+    ) -> bool | None:
+        """Whether a process was moved; None when demoting failed (logged once: the watch
+        then ends, the pod runs on as it was)."""
         try:
             moved = cgroup.demote()
         except CgroupError as error:
             LOG.warning("pod %s could not be demoted (%s): %s", name, why, error)
-            return False
+            return None
         if moved and first:
             LOG.warning("pod %s demoted to idle CPU priority: %s", name, why)
             if self._notify is not None:
