@@ -38,11 +38,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
-from loadgen_open import ClosedLoop, ConstantRate, capacity
-from sandbox_neighbour import GOAL_SHARE, LIMITS, MI, interference
+from loadgen_open import ConstantRate
+from sandbox_neighbour import (
+    GOAL_SHARE,
+    LIMITS,
+    MI,
+    delete_deployment,
+    interference,
+    start_neighbour,
+    start_noisy,
+)
 
 from shoal.agent.sandbox.cgroupfs import parse_mountinfo
 
@@ -169,18 +176,9 @@ def study(options: argparse.Namespace) -> None:
     }[options.noisy]
     with boxes.searchable_dir("shoal-bench-") as base, boxes.servers_under(base) as start:
         server, app = start(), boxes.install_app(base)
-        port = cluster.free_port()
-        limits = {"cpu": "1", "memory": "128Mi", "pids": 64}
-        server.client.apply_all(
-            [
-                boxes.app_in_sandbox("neighbour", app, replicas=1, limits=limits),
-                cluster.service("neighbour", port),
-            ]
-        )
-        cluster.wait_rollout(server.client, "neighbour")
+        port, full = start_neighbour(server, app, cluster, boxes)
         neighbour = cluster.pods_of(server.client, "neighbour")[0].status.pid
-        ClosedLoop(port).run(2.0)  # warm up
-        rate = round(GOAL_SHARE * capacity(port))
+        rate = round(GOAL_SHARE * full)
         load = {"goal": ConstantRate(port, rate)}
         print(
             f"neighbour at {rate} req/s open loop ({GOAL_SHARE:.0%} of capacity) beside a "
@@ -190,28 +188,14 @@ def study(options: argparse.Namespace) -> None:
             flush=True,
         )
         for knobs in configs:
-            noisy = _start_noisy(server, cluster, boxes, noisy_code)
+            noisy = int(start_noisy(server, cluster, boxes, *noisy_code).status.pid)
             with applied(knobs, neighbour, noisy, cpu_mount):
                 time.sleep(0.5)
                 figures = interference(load, noisy, blocks=options.blocks, seconds=options.seconds)[
                     "goal"
                 ]
-                _delete_noisy(server, cluster)
+                delete_deployment(server, cluster, "noisy")
             print(f"  {'+'.join(sorted(knobs)) or 'none'}: {figures.describe()}", flush=True)
-
-
-def _start_noisy(server: Any, cluster: Any, boxes: Any, code: tuple[str, str]) -> int:
-    server.client.apply_all([boxes.script_deployment("noisy", *code, LIMITS)])
-    pod = cluster.wait_for(
-        "the noisy pod",
-        lambda: next((p for p in cluster.pods_of(server.client, "noisy") if p.status.pid), None),
-    )
-    return int(pod.status.pid)
-
-
-def _delete_noisy(server: Any, cluster: Any) -> None:
-    server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/noisy")
-    cluster.wait_for("the noisy pod to go", lambda: not cluster.pods_of(server.client, "noisy"))
 
 
 def main() -> None:

@@ -221,8 +221,7 @@ def crash_loop(
         finally:
             stop.set()
             watcher.join(timeout=10)
-            server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/hog")
-            cluster.wait_for("the hog to go", lambda: not cluster.pods_of(server.client, "hog"))
+            delete_deployment(server, cluster, "hog")
         after = load.run(seconds)
         figures.before.extend(before.latencies)
         figures.during.extend(during.latencies)
@@ -234,14 +233,35 @@ def crash_loop(
     return figures
 
 
-def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: Any) -> None:
+def start_neighbour(server: Any, app: Path, cluster: Any, boxes: Any) -> tuple[int, float]:
+    """The neighbour (the probe app, sandboxed, limits 1 CPU) behind its Service, warmed up:
+    (the Service's port, its closed-loop capacity in requests/s)."""
     port = cluster.free_port()
     limits = {"cpu": "1", "memory": "128Mi", "pids": 64}
     neighbour = boxes.app_in_sandbox("neighbour", app, replicas=1, limits=limits)
     server.client.apply_all([neighbour, cluster.service("neighbour", port)])
     cluster.wait_rollout(server.client, "neighbour")
     ClosedLoop(port).run(2.0)  # warm up
-    full = capacity(port)
+    return port, capacity(port)
+
+
+def start_noisy(server: Any, cluster: Any, boxes: Any, code: str, argument: str) -> Any:
+    """Deployment `noisy` running `code` at LIMITS; its pod once it has a pid."""
+    server.client.apply_all([boxes.script_deployment("noisy", code, argument, LIMITS)])
+    return cluster.wait_for(
+        "the noisy pod",
+        lambda: next((p for p in cluster.pods_of(server.client, "noisy") if p.status.pid), None),
+    )
+
+
+def delete_deployment(server: Any, cluster: Any, name: str) -> None:
+    """Delete Deployment `name` and wait until its pods are gone."""
+    server.client.request_json("DELETE", f"/api/v1/namespaces/default/deployments/{name}")
+    cluster.wait_for(f"the pods of {name} to go", lambda: not cluster.pods_of(server.client, name))
+
+
+def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: Any) -> None:
+    port, full = start_neighbour(server, app, cluster, boxes)
     goal, high = round(GOAL_SHARE * full), round(HIGH_SHARE * full)
     open_label = f"open loop {goal} req/s ({GOAL_SHARE:.0%} of capacity; the goal's definition)"
     closed_label = f"closed loop {CLOSED_CONNECTIONS} connections, saturating"
@@ -266,13 +286,7 @@ def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: 
         "CPU burner (control, 100m CPU)": (boxes.CPU_BURN, "-"),
     }
     for label, (code, argument) in noisy.items():
-        server.client.apply_all([boxes.script_deployment("noisy", code, argument, LIMITS)])
-        pod = cluster.wait_for(
-            "the noisy pod",
-            lambda: next(
-                (p for p in cluster.pods_of(server.client, "noisy") if p.status.pid), None
-            ),
-        )
+        pod = start_noisy(server, cluster, boxes, code, argument)
         time.sleep(1.0)
         figures = interference(loads, pod.status.pid, blocks=blocks, seconds=1.5)
         log = boxes.pod_log(server, pod.metadata.name)
@@ -281,8 +295,7 @@ def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: 
         for name, mine in figures.items():
             note = "goal < 1.2x" if name == open_label else "not the goal's load"
             print(f"  {name}: {mine.describe()} ({note})", flush=True)
-        server.client.request_json("DELETE", "/api/v1/namespaces/default/deployments/noisy")
-        cluster.wait_for("the noisy pod to go", lambda: not cluster.pods_of(server.client, "noisy"))
+        delete_deployment(server, cluster, "noisy")
     loop = crash_loop(server, cluster, boxes, loads[open_label], seconds=10.0, blocks=3)
     print(
         f"neighbour at {open_label} beside a pod allocating 2x its 64Mi limit, restarted by "
