@@ -108,6 +108,15 @@ def gone(pids: list[int]) -> bool:
     return True
 
 
+async def settled(pod: PodCgroupV2, pids: list[int]) -> None:
+    """Up to 2 s for killed tasks to finish exiting: `populated` turns 0, and the pids become
+    zombies or go, only once the last task has exited (the callers assert both after)."""
+    for _ in range(200):
+        if gone(pids) and not pod.populated():
+            return
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("use_kill_file", [True, False], ids=["cgroup.kill", "freeze"])
 async def test_v2_place_populated_kill_daemon_and_remove(
     v2_pod: PodCgroupV2, use_kill_file: bool
@@ -129,10 +138,7 @@ async def test_v2_place_populated_kill_daemon_and_remove(
         await v2_pod.kill_all(within=5, use_kill_file=use_kill_file)
         assert v2_pod.pids() == []
         assert leader.wait(timeout=5) == -9
-        for _ in range(200):  # populated turns 0 once the last task has exited
-            if not v2_pod.populated():
-                break
-            await asyncio.sleep(0.01)
+        await settled(v2_pod, pids)
         assert not v2_pod.populated()
         assert gone(pids)
         await v2_pod.remove()
@@ -241,10 +247,7 @@ async def test_v2_limits_kill_all_takes_a_setsid_daemon(v2_pod: PodCgroupV2) -> 
     try:
         await v2_pod.kill_all(within=5)
         assert leader.wait(timeout=5) == -9
-        for _ in range(200):
-            if gone(pids) and not v2_pod.populated():
-                break
-            await asyncio.sleep(0.01)
+        await settled(v2_pod, pids)
         assert gone(pids) and not v2_pod.populated()
         await v2_pod.remove()
         assert not v2_pod.path.exists()
