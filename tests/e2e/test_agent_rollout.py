@@ -69,13 +69,14 @@ def test_without_the_drain_the_same_rollouts_fail_requests(
     shoal_server_factory: ServerFactory,
 ) -> None:
     """Test of the test: SHOAL_TEST_SKIP_DRAIN=1 signals old pods as soon as they are deleted,
-    before Envoy has stopped sending them requests. Bounded: at most 5 rollouts."""
+    before Envoy has stopped sending them requests. Bounded: at most 10 rollouts (usually the
+    first fails requests; once, on a quiet machine, five in a row did not)."""
     server = shoal_server_factory(env={"SHOAL_TEST_SKIP_DRAIN": "1"})
     port = free_port()
     deploy(server, port, "v1")
     wait_rollout(server.client, "web")
     with under_load(port, clients=CLIENTS, post_every=3) as load:
-        for number in range(2, 7):
+        for number in range(2, 12):
             deploy(server, port, f"v{number}")
             wait_rollout(server.client, "web")
             if load.failed:
