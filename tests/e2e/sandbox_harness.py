@@ -118,7 +118,7 @@ def app_in_sandbox(
 
 
 # A parent that keeps forking children which allocate `argv[1]` bytes (each is OOM-killed when
-# that is over the pod's memory limit), and says how many the kernel killed so far.
+# that is over the pod's memory limit), and says how many were killed (SIGKILL) so far.
 OOM_LOOP = (
     "import os, sys\n"
     "size, kills = int(sys.argv[1]), 0\n"

@@ -368,6 +368,7 @@ async def test_twice_the_memory_limit_is_oom_killed(driver: SandboxDriver, pods_
     status = await asyncio.wait_for(driver.wait(await start(driver, spec)), LIMIT)
     assert status.reason == REASON_OOM_KILLED
     assert status.signal == signal.SIGKILL
+    assert status.message == "1 process(es) killed at the pod's memory limit"
 
 
 def demoted(handle: TaskHandle) -> bool:

@@ -263,3 +263,39 @@ async def test_real_demote_makes_the_pods_cpu_idle(real_pod: PodCgroupV1 | PodCg
             for path in (top / "node", top):
                 if path.exists() and top.name.startswith("shoal-test-"):
                     os.rmdir(path)
+
+
+@pytest.mark.e2e
+@needs_real
+async def test_real_run_placed_demoted_from_its_start(real_pod: PodCgroupV1 | PodCgroupV2) -> None:
+    real_pod.create(Limits(cpu_millis=100, memory_bytes=64 << 20, cpu_request_millis=100))
+    real_pod.demote_before_start()
+    leader = launch(real_pod, "import time; time.sleep(60)")
+    try:
+        for _ in range(200):
+            if leader.pid in real_pod.pids():
+                break
+            await asyncio.sleep(0.02)
+        assert leader.pid in real_pod.pids()
+        if isinstance(real_pod, PodCgroupV2):
+            assert (real_pod.path / "cpu.idle").read_text().strip() == "1"
+        else:
+            target = real_pod.demoted_cpu
+            assert target is not None
+            assert cpu_cgroup_of(leader.pid).endswith(f"-demoted/node/{target.name}")
+            for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
+                assert (target / name).read_text() == (real_pod.dirs["cpu"] / name).read_text()
+            assert not real_pod.demote()  # nothing in the pod's normal cpu group to move
+        await real_pod.kill_all(within=5)
+        assert leader.wait(timeout=5) == -9
+        await real_pod.remove()
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+        await real_pod.remove()
+        if isinstance(real_pod, PodCgroupV1) and real_pod.demoted_cpu is not None:
+            top = real_pod.demoted_cpu.parent.parent
+            for path in (top / "node", top):
+                if path.exists() and top.name.startswith("shoal-test-"):
+                    os.rmdir(path)

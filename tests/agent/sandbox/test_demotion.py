@@ -1,5 +1,5 @@
 """OomDemotion: when a pod's run is demoted (pure record keeping with a fake clock, and the watch
-against a stand-in cgroup that counts OOM kills and demotions)."""
+against stand-ins for the cgroup and the agent's OOM killer)."""
 
 from __future__ import annotations
 
@@ -23,19 +23,42 @@ class Clock:
 
 @dataclass
 class StandIn:
-    """What the watch uses of a PodCgroup: the OOM counter and demote(), which moves a process
-    from the `placed`-th call on, once (later calls find nothing left to move)."""
+    """What the watch uses of a PodCgroup: the kernel's OOM counter, demote() (which moves a
+    process unless `empty`) and demote_before_start()."""
 
     kills: int = 0
-    placed: int = 1
+    empty: bool = False
     calls: int = 0
+    before_start: int = 0
 
     def oom_kills(self) -> int:
         return self.kills
 
     def demote(self) -> bool:
         self.calls += 1
-        return self.calls == self.placed
+        return not self.empty
+
+    def demote_before_start(self) -> None:
+        self.before_start += 1
+
+
+@dataclass
+class Killer:
+    """What the watch uses of an AgentOomKiller: `wait` for an event, `resolve` kills the
+    `pending` victims."""
+
+    pending: int = 0
+    kills: int = 0
+    resolved: int = 0
+
+    async def wait(self, at_most: float) -> None:
+        await asyncio.sleep(min(at_most, 0.005))
+
+    async def resolve(self) -> int:
+        self.resolved += 1
+        killed, self.pending = self.pending, 0
+        self.kills += killed
+        return killed
 
 
 def test_a_kill_is_recent_for_the_demotion_window_only() -> None:
@@ -61,50 +84,82 @@ def test_recording_drops_expired_records_of_other_pods() -> None:
 @pytest.fixture
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(demotion, "POLL_SECONDS", 0.01)
-    monkeypatch.setattr(demotion, "PLACEMENT_POLL_SECONDS", 0.001)
 
 
-async def test_watch_demotes_at_the_first_kill_and_records_it(fast_polls: None) -> None:
+def watching(table: OomDemotion, cgroup: StandIn, **options: object) -> asyncio.Task[None]:
+    return asyncio.create_task(table.watch("a", "pod a", cgroup, **options))  # type: ignore[arg-type]
+
+
+async def test_watch_demotes_once_at_the_first_kill_and_records_it(fast_polls: None) -> None:
     heard: list[tuple[str, str]] = []
     table, cgroup = OomDemotion(notify=lambda uid, why: heard.append((uid, why))), StandIn()
-    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
+    watch = watching(table, cgroup)
     await asyncio.sleep(0.05)
     assert cgroup.calls == 0 and not table.recently_killed("a")
     cgroup.kills = 1
+    await asyncio.sleep(0.03)
+    cgroup.kills = 2
     await asyncio.sleep(0.05)
     watch.cancel()
     assert table.recently_killed("a")
-    assert heard == [("a", "the kernel OOM-killed 1 of its processes")]
-    assert cgroup.calls > 1  # demoted, then every poll moves whatever joined since
+    assert heard == [("a", "1 of its processes were OOM-killed at its memory limit")]
+    assert cgroup.calls == 1  # moved once: nothing can join the old group afterwards
 
 
-async def test_a_run_after_a_recent_kill_is_demoted_at_once(fast_polls: None) -> None:
+async def test_the_agents_own_kills_count_and_are_resolved_at_once(fast_polls: None) -> None:
+    heard: list[tuple[str, str]] = []
+    table, cgroup, killer = (
+        OomDemotion(notify=lambda uid, why: heard.append((uid, why))),
+        StandIn(),
+        Killer(),
+    )
+    watch = watching(table, cgroup, killer=killer)
+    await asyncio.sleep(0.02)
+    assert killer.resolved > 1 and cgroup.calls == 0  # resolved at every wake, nothing to do
+    killer.pending = 1
+    await asyncio.sleep(0.03)
+    watch.cancel()
+    assert killer.kills == 1 and table.recently_killed("a")
+    assert heard == [("a", "1 of its processes were OOM-killed at its memory limit")]
+
+
+async def test_a_run_after_a_recent_kill_starts_demoted(fast_polls: None) -> None:
     heard: list[tuple[str, str]] = []
     table, cgroup = OomDemotion(notify=lambda uid, why: heard.append((uid, why))), StandIn()
+    assert table.demote_at_start("a", "pod a", cgroup) is None  # never killed
+    assert cgroup.before_start == 0
     table.record("a")
-    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
-    await asyncio.sleep(0)
+    why = table.demote_at_start("a", "pod a", cgroup)
+    assert why == "its last run was OOM-killed" and cgroup.before_start == 1
+    watch = watching(table, cgroup, demoted=why)
+    await asyncio.sleep(0.001)
+    cgroup.kills = 1
+    await asyncio.sleep(0.03)
     watch.cancel()
-    assert cgroup.calls == 1
-    assert heard == [("a", "its last run was OOM-killed")]  # told once, for the Event
+    assert heard == [("a", why)]  # told once, for the Event
+    assert cgroup.calls == 0  # the launcher placed it: nothing to move
 
 
-async def test_a_recent_kill_waits_for_the_new_run_to_be_placed(fast_polls: None) -> None:
-    table, cgroup = OomDemotion(), StandIn(placed=4)  # nothing to move for 3 tries
-    table.record("a")
-    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
+async def test_a_pod_with_nothing_left_to_move_is_not_announced(fast_polls: None) -> None:
+    heard: list[tuple[str, str]] = []
+    table = OomDemotion(notify=lambda uid, why: heard.append((uid, why)))
+    cgroup = StandIn(kills=0, empty=True)
+    watch = watching(table, cgroup)
     await asyncio.sleep(0.005)
+    cgroup.kills = 1
+    await asyncio.sleep(0.03)
     watch.cancel()
-    assert cgroup.calls == 4  # stopped trying at short intervals once it moved one
+    assert cgroup.calls == 1 and heard == [] and table.recently_killed("a")
 
 
 async def test_other_pods_are_left_alone(fast_polls: None) -> None:
     table, cgroup = OomDemotion(), StandIn()
     table.record("other")
-    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
+    assert table.demote_at_start("a", "pod a", cgroup) is None
+    watch = watching(table, cgroup)
     await asyncio.sleep(0.05)
     watch.cancel()
-    assert cgroup.calls == 0
+    assert cgroup.calls == 0 and cgroup.before_start == 0
 
 
 @dataclass
@@ -115,12 +170,20 @@ class Refusing(StandIn):
         self.calls += 1
         raise CgroupError("this kernel has no cpu.idle")
 
+    def demote_before_start(self) -> None:
+        self.before_start += 1
+        raise CgroupError("this kernel has no cpu.idle")
+
 
 async def test_a_failed_demotion_is_tried_once_per_run(fast_polls: None) -> None:
-    table, cgroup = OomDemotion(), Refusing(kills=0)
-    watch = asyncio.create_task(table.watch("a", "pod a", cgroup))  # type: ignore[arg-type]
+    heard: list[tuple[str, str]] = []
+    table, cgroup = OomDemotion(notify=lambda uid, why: heard.append((uid, why))), Refusing()
+    watch = watching(table, cgroup)
     await asyncio.sleep(0.02)
     cgroup.kills = 1
-    await asyncio.sleep(0.05)
-    assert watch.done()  # gave up after the one warning instead of retrying every poll
-    assert cgroup.calls == 1 and table.recently_killed("a")
+    await asyncio.sleep(0.03)
+    cgroup.kills = 2
+    await asyncio.sleep(0.03)
+    watch.cancel()
+    assert cgroup.calls == 1 and table.recently_killed("a") and heard == []
+    assert table.demote_at_start("a", "pod a", cgroup) is None  # logged, runs undemoted

@@ -21,7 +21,8 @@ whatever else is left in the PID namespace, and the outer bwrap exits with the s
 (128 + N for a signal N, translated back here). Not --die-with-parent: pods outlive an agent
 `kill -9` and are re-adopted; the cgroup path travels in `handle.driver_state`.
 
-Exit reasons: OOMKilled when the cgroup counted an OOM kill and the pod did not succeed;
+Exit reasons: OOMKilled when the pod did not succeed and the cgroup saw an OOM kill (the
+kernel's, or on cgroup v1 the agent's own: `sandbox.oom_killer` kills at the limit instead);
 SandboxUnavailable when the node cannot sandbox (no silent downgrade to a plain process).
 
 Requirements on the caller: the pod's working directory is bound read-write and everything else
@@ -73,11 +74,13 @@ from shoal.agent.sandbox.cgroups import (
     CgroupError,
     CgroupHierarchy,
     PodCgroup,
+    PodCgroupV1,
     detect_cgroups,
     pod_cgroup_from_state,
 )
 from shoal.agent.sandbox.demotion import OomDemotion
 from shoal.agent.sandbox.identity import Identity, allocate_identity, identity_key
+from shoal.agent.sandbox.oom_killer import AgentOomKiller, agent_kills_oom
 
 LOG = logging.getLogger(__name__)
 REASON_OOM_KILLED = "OOMKilled"
@@ -90,6 +93,8 @@ class _Sandbox:
     handle: TaskHandle
     cgroup: PodCgroup
     key: str
+    killer: AgentOomKiller | None = None  # the agent kills at the memory limit (v1)
+    demoted: str | None = None  # why the run started demoted
     finished: asyncio.Task[ExitStatus] | None = None
 
 
@@ -123,7 +128,7 @@ def translate_exit(status: ExitStatus, oom_kills: int) -> ExitStatus:
     succeeded = exit_code == 0 and signum is None
     if oom_kills > 0 and not succeeded:
         reason = REASON_OOM_KILLED
-        message = f"the kernel killed {oom_kills} process(es) at the pod's memory limit"
+        message = f"{oom_kills} process(es) killed at the pod's memory limit"
     return dataclasses.replace(
         status, exit_code=exit_code, signal=signum, reason=reason, message=message
     )
@@ -189,6 +194,7 @@ class SandboxDriver:
         self._setpriv = shutil.which("setpriv") or "setpriv"
         self._hierarchy: CgroupHierarchy | str | None = None
         self._demotion = OomDemotion(notify=on_demoted)
+        self._agent_oom_kills = True  # until the kernel refuses it (oom_killer)
         # Where the last successful start spent its time (ms per step): the bench prints it.
         self.last_start_steps: dict[str, float] = {}
 
@@ -244,6 +250,8 @@ class SandboxDriver:
             cgroup.create(limits)
         except CgroupError as error:
             return StartError(REASON_SANDBOX_ERROR, str(error))
+        killer = self._take_over_oom(cgroup) if limits.memory_bytes is not None else None
+        demoted = self._demotion.demote_at_start(spec.pod_uid, f"{key} ({spec.pod_uid})", cgroup)
         steps.mark("cgroup")
         layout = SandboxLayout(
             workdir=str(spec.cwd), hostname=spec.pod_name[:63], masked=self._masked
@@ -259,14 +267,25 @@ class SandboxDriver:
         started = await self._processes.start(dataclasses.replace(spec, argv=argv))
         steps.mark("spawn")
         if isinstance(started, StartError):
+            if killer is not None:
+                killer.close()
             await cgroup.remove()
             return started
         state = {**cgroup.to_state(), "uid": identity.uid, "gid": identity.gid, "key": key}
         handle = dataclasses.replace(started, driver=self.name, driver_state=state)
-        self._track(_Sandbox(handle, cgroup, key))
+        self._track(_Sandbox(handle, cgroup, key, killer, demoted))
         self.last_start_steps = steps.elapsed
         LOG.debug("sandbox start of %s, ms per step: %s", spec.pod_name, steps.describe())
         return handle
+
+    def _take_over_oom(self, cgroup: PodCgroup) -> AgentOomKiller | None:
+        """On v1, the agent kills at the pod's memory limit (`oom_killer`), unless the kernel
+        refused that once already on this node."""
+        if not isinstance(cgroup, PodCgroupV1) or not self._agent_oom_kills:
+            return None
+        killer = AgentOomKiller.take_over(cgroup.dirs["memory"])
+        self._agent_oom_kills = killer is not None
+        return killer
 
     def _track(self, box: _Sandbox) -> None:
         box.finished = asyncio.get_running_loop().create_task(
@@ -275,18 +294,26 @@ class SandboxDriver:
         self._sandboxes[box.handle.pid] = box
 
     async def _finish(self, box: _Sandbox) -> ExitStatus:
-        """While bwrap runs, demote the pod if it is OOM-killed (`demotion`); when it exits,
-        read the OOM counter, kill any leftover, remove the cgroup."""
+        """While bwrap runs, watch for OOMs (kill at the limit on v1, demote: `demotion`); when
+        it exits, count the OOM kills, kill any leftover, remove the cgroup."""
         uid = box.handle.pod_uid
-        watch = asyncio.create_task(self._demotion.watch(uid, f"{box.key} ({uid})", box.cgroup))
+        name = f"{box.key} ({uid})"
+        watch = asyncio.create_task(
+            self._demotion.watch(uid, name, box.cgroup, box.killer, box.demoted)
+        )
         try:
             status = await self._processes.wait(box.handle)
         finally:
             watch.cancel()
-        return await self._clean_up(uid, box.cgroup, status)
+            if box.killer is not None:
+                box.killer.close()
+        agent_kills = box.killer.kills if box.killer is not None else 0
+        return await self._clean_up(uid, box.cgroup, status, agent_kills)
 
-    async def _clean_up(self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus) -> ExitStatus:
-        oom_kills = cgroup.oom_kills()
+    async def _clean_up(
+        self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus, agent_kills: int = 0
+    ) -> ExitStatus:
+        oom_kills = cgroup.oom_kills() + agent_kills
         if oom_kills:
             self._demotion.record(pod_uid)
         with contextlib.suppress(CgroupError):
@@ -353,7 +380,10 @@ class SandboxDriver:
         if isinstance(recovered, ExitStatus):
             return await self._clean_up(handle.pod_uid, cgroup, recovered)
         key = str(handle.driver_state.get("key", ""))
-        self._track(_Sandbox(handle, cgroup, key))
+        killer = None
+        if isinstance(cgroup, PodCgroupV1) and agent_kills_oom(cgroup.dirs["memory"]):
+            killer = AgentOomKiller.take_over(cgroup.dirs["memory"])  # listen again
+        self._track(_Sandbox(handle, cgroup, key, killer))
         return handle
 
     def usage(self, handle: TaskHandle) -> Usage:

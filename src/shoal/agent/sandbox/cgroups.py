@@ -131,6 +131,10 @@ class PodCgroupV2:
         _write(idle, "1")
         return True
 
+    def demote_before_start(self) -> None:
+        """cpu.idle=1 before the first process joins (nothing to do without the controller)."""
+        self.demote()
+
     def oom_kills(self) -> int:
         return parse_flat_keyed(_read(self.path / "memory.events")).get("oom_kill", 0)
 
@@ -173,6 +177,7 @@ class PodCgroupV1:
     dirs: dict[str, Path]
     # Where the pod's cpu membership moves when it is demoted (`demote`); None without cpu.
     demoted_cpu: Path | None = None
+    starts_demoted: bool = False  # `demote_before_start` was called: the launcher goes there
     version: int = 1
 
     def _unique_dirs(self) -> list[Path]:
@@ -180,7 +185,11 @@ class PodCgroupV1:
         return list(dict.fromkeys(self.dirs.values()))
 
     def procs_files(self) -> list[str]:
-        return [str(path / "cgroup.procs") for path in self._unique_dirs()]
+        cpu = self.dirs.get("cpu") if self.starts_demoted else None
+        return [
+            str((self.demoted_cpu if path == cpu and self.demoted_cpu else path) / "cgroup.procs")
+            for path in self._unique_dirs()
+        ]
 
     def create(self, limits: Limits) -> None:
         for path in self._unique_dirs():
@@ -205,24 +214,16 @@ class PodCgroupV1:
         agent's demoted group, a sibling of its parent with cpu.idle=1: there any task waking
         outside it, Envoy's and the agent's included, preempts the pod at once, and the pod gets
         CPU only while nothing else wants it. Memory, pids and freezer stay where they are.
-        True when it moved a process (False: none left to move, or no cpu hierarchy); call it
-        again to move a process that joined the pod's cpu cgroup since."""
+        True when it moved a process (False: none left to move, or no cpu hierarchy). A fork
+        during the move lands in the old group and is moved by the next round; after the last
+        round nothing can join the old group (a pod cannot write cgroup files)."""
         cpu, target = self.dirs.get("cpu"), self.demoted_cpu
         if cpu is None or target is None:
             return False
         pids = parse_pid_list(_read(cpu / "cgroup.procs"))
         if not pids:
             return False
-        if not target.exists():
-            top = target.parent.parent
-            top.mkdir(exist_ok=True)
-            if not (top / "cpu.idle").exists():
-                raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
-            if _read(top / "cpu.idle").strip() != "1":
-                _write(top / "cpu.idle", "1")
-            target.mkdir(parents=True, exist_ok=True)
-            for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
-                _write(target / name, _read(cpu / name).strip())
+        self._prepare_demoted(cpu, target)
         for _ in range(100):  # a process forked meanwhile starts in the old cgroup
             for pid in pids:
                 with contextlib.suppress(CgroupError):  # it may have exited meanwhile
@@ -231,6 +232,29 @@ class PodCgroupV1:
             if not pids:
                 return True
         raise CgroupError(f"processes kept appearing in {cpu} while demoting the pod")
+
+    def demote_before_start(self) -> None:
+        """Prepare the demoted group, and have `procs_files` name it instead of the pod's cpu
+        cgroup: the launcher then places the run there from its first instruction."""
+        cpu, target = self.dirs.get("cpu"), self.demoted_cpu
+        if cpu is not None and target is not None:
+            self._prepare_demoted(cpu, target)
+            self.starts_demoted = True
+
+    @staticmethod
+    def _prepare_demoted(cpu: Path, target: Path) -> None:
+        """The top-level idle group and the pod's group in it, with the pod's quota and weight."""
+        if target.exists():
+            return
+        top = target.parent.parent
+        top.mkdir(exist_ok=True)
+        if not (top / "cpu.idle").exists():
+            raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
+        if _read(top / "cpu.idle").strip() != "1":
+            _write(top / "cpu.idle", "1")
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
+            _write(target / name, _read(cpu / name).strip())
 
     def oom_kills(self) -> int:
         control = parse_flat_keyed(_read(self.dirs["memory"] / "memory.oom_control"))

@@ -8,10 +8,12 @@ at once instead of waiting up to a scheduler tick, and the pod gets CPU only whi
 wants it. A healthy pod is never demoted, so its CPU request keeps its meaning; a pod that is
 being OOM-killed is failing anyway, and its restarts and allocations then cost its neighbours'
 latency nothing on the CPU (bench/neighbour_isolation.py measured 1.9-2.4x -> 1.0-1.3x for a
-neighbour's p99 beside an OOM loop). A demoted run stays demoted until it exits.
+neighbour's p99 beside an OOM loop). A demoted run stays demoted until it exits; a run that
+starts demoted is placed in the idle group by its launcher, so not even its start competes.
 
-Called by the sandbox driver: `watch` runs beside each pod's process until it exits; `record`
-is told of the OOM kills its exit showed. The agent hears of each demotion (`notify`) and puts a
+Called by the sandbox driver: `demote_at_start` before each start, `watch` beside each pod's
+process until it exits (it also drives the agent's OOM killer on v1, `oom_killer`); `record` is
+told of the OOM kills its exit showed. The agent hears of each demotion (`notify`) and puts a
 Warning Event `Demoted` on the pod.
 """
 
@@ -23,11 +25,11 @@ import time
 from collections.abc import Callable
 
 from shoal.agent.sandbox.cgroups import CgroupError, PodCgroup
+from shoal.agent.sandbox.oom_killer import AgentOomKiller
 
 LOG = logging.getLogger(__name__)
 DEMOTION_SECONDS = 300.0  # a run started this soon after the pod's last OOM kill is demoted
-POLL_SECONDS = 1.0  # how often a running pod's OOM counter is read (one small file)
-PLACEMENT_POLLS, PLACEMENT_POLL_SECONDS = 100, 0.02  # up to 2 s for a new run to be placed
+POLL_SECONDS = 1.0  # how often a running pod's OOM counters are read (one small file)
 
 
 class OomDemotion:
@@ -56,43 +58,60 @@ class OomDemotion:
         last = self._last_kill.get(pod_uid)
         return last is not None and self._clock() - last <= DEMOTION_SECONDS
 
-    async def watch(self, pod_uid: str, name: str, cgroup: PodCgroup) -> None:
-        """Until cancelled: demote the pod at once if it was OOM-killed recently (as soon as
-        its first process has joined its cgroup), else at its first OOM kill; once demoted,
-        every poll moves a process that joined the pod's normal cgroup since."""
-        seen = cgroup.oom_kills()
-        why = "its last run was OOM-killed" if self.recently_killed(pod_uid) else None
-        if why is not None:
-            for _ in range(PLACEMENT_POLLS):  # the launcher places itself just after the spawn
-                moved = self._demote(pod_uid, name, cgroup, why, first=True)
-                if moved is None:
-                    return
-                if moved:
-                    break
-                await asyncio.sleep(PLACEMENT_POLL_SECONDS)
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            kills = cgroup.oom_kills()
-            first = False
-            if kills > seen:
-                seen, first = kills, why is None
-                self.record(pod_uid)
-                why = f"the kernel OOM-killed {kills} of its processes"
-            if why is not None and self._demote(pod_uid, name, cgroup, why, first=first) is None:
-                return
+    def demote_at_start(self, pod_uid: str, name: str, cgroup: PodCgroup) -> str | None:
+        """Before a run starts: when the pod was OOM-killed recently, prepare its cgroup so the
+        run is placed demoted from its first instruction (`PodCgroup.demote_before_start`).
+        The reason to pass to `watch`, or None (not recent, or the kernel cannot: logged)."""
+        if not self.recently_killed(pod_uid):
+            return None
+        try:
+            cgroup.demote_before_start()
+        except CgroupError as error:
+            LOG.warning("pod %s could not be demoted: %s", name, error)
+            return None
+        return "its last run was OOM-killed"
 
-    def _demote(
-        self, pod_uid: str, name: str, cgroup: PodCgroup, why: str, *, first: bool
-    ) -> bool | None:
-        """Whether a process was moved; None when demoting failed (logged once: the watch
-        then ends, the pod runs on as it was)."""
+    async def watch(
+        self,
+        pod_uid: str,
+        name: str,
+        cgroup: PodCgroup,
+        killer: AgentOomKiller | None = None,
+        demoted: str | None = None,
+    ) -> None:
+        """Until cancelled: kill at the limit when the agent does it for the kernel (`killer`,
+        cgroup v1), and demote the pod at its first OOM kill unless the run started demoted
+        (`demoted`: the reason `demote_at_start` gave). Wakes at the killer's OOM event, and
+        reads the OOM counters every POLL_SECONDS in any case."""
+        if demoted is not None:
+            self._announce(pod_uid, name, demoted)
+        seen = cgroup.oom_kills()
+        while True:
+            if killer is not None:
+                await killer.resolve()
+            kills = cgroup.oom_kills() + (killer.kills if killer is not None else 0)
+            if kills > seen:
+                seen = kills
+                self.record(pod_uid)
+                if demoted is None:
+                    demoted = f"{kills} of its processes were OOM-killed at its memory limit"
+                    self._demote(pod_uid, name, cgroup, demoted)
+            if killer is not None:
+                await killer.wait(POLL_SECONDS)
+            else:
+                await asyncio.sleep(POLL_SECONDS)
+
+    def _demote(self, pod_uid: str, name: str, cgroup: PodCgroup, why: str) -> None:
+        """Demote the running pod, once per run: a failure is logged, not retried."""
         try:
             moved = cgroup.demote()
         except CgroupError as error:
             LOG.warning("pod %s could not be demoted (%s): %s", name, why, error)
-            return None
-        if moved and first:
-            LOG.warning("pod %s demoted to idle CPU priority: %s", name, why)
-            if self._notify is not None:
-                self._notify(pod_uid, why)
-        return moved
+            return
+        if moved:  # False: nothing left to move, the run is ending; the next starts demoted
+            self._announce(pod_uid, name, why)
+
+    def _announce(self, pod_uid: str, name: str, why: str) -> None:
+        LOG.warning("pod %s demoted to idle CPU priority: %s", name, why)
+        if self._notify is not None:
+            self._notify(pod_uid, why)
