@@ -15,10 +15,11 @@ harness in tests/e2e starts it and stops it by pid):
   4. a neighbour's p99 under an open-loop fixed-rate load through its Service beside an OOM loop,
      a CPU-only control with the same CPU limit (both frozen and thawed in A B B A windows), and
      a pod OOM-killed and restarted by policy (bench/sandbox_neighbour.py has the method)
-     (goal < 1.2x).
+     (goal < 1.2x); `--parts crashloop` measures only the last, the issue's own scenario.
 Needs root, bubblewrap and cgroups. Every pod is stopped by the driver before the next starts.
 Run: `.venv/bin/python bench/bench_sandbox.py [--pods 20] [--seconds 1] [--rounds 10]
-[--app-cpus 0] [--load-cpus 1] [--pairs 6] [--parts driver,system,neighbour]
+[--app-cpus 0] [--load-cpus 1] [--pairs 6] [--crash-blocks 3]
+[--parts driver,system,neighbour|crashloop]
 [--driver-parts start,throughput]`.
 Other load on the machine shows in both columns; the load average is printed.
 """
@@ -205,7 +206,7 @@ def apply_to_ready(client: Any, doc: dict[str, Any]) -> float:
     return took
 
 
-def system_figures(pods: int, pairs: int, parts: set[str]) -> None:
+def system_figures(options: argparse.Namespace, parts: set[str]) -> None:
     """apply -> ready and neighbour interference through a real `shoal server`."""
     # The e2e harness (servers, manifests, paced load) lives beside the tests.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
@@ -217,19 +218,28 @@ def system_figures(pods: int, pairs: int, parts: set[str]) -> None:
         print(f"shoal server with its agent and Envoy; load average {os.getloadavg()[0]:.2f}")
         if "system" in parts:
             took: dict[str, list[float]] = {"none": [], "sandbox": []}
-            for index in range(pods):
+            for index in range(options.pods):
                 for isolation, values in took.items():
                     doc = ready_pod(f"{isolation}-{index}", app, isolation)
                     values.append(apply_to_ready(server.client, doc))
             none, sandbox = statistics.median(took["none"]), statistics.median(took["sandbox"])
             print(
-                f"apply -> ready (API, scheduler, agent, probe every 10 ms), {pods} pods each: "
+                f"apply -> ready (API, scheduler, agent, probe every 10 ms), {options.pods} pods "
+                "each: "
                 f"none p50 {1000 * none:.1f} ms | sandbox p50 {1000 * sandbox:.1f} ms | "
                 f"sandbox adds {1000 * (sandbox - none):.1f} ms, ratio {sandbox / none:.2f}x "
                 "(goal: adds < 50 ms)"
             )
-        if "neighbour" in parts:
-            neighbour_figures(server, app, pairs, cluster, boxes)
+        if parts & {"neighbour", "crashloop"}:
+            neighbour_figures(
+                server,
+                app,
+                cluster,
+                boxes,
+                blocks=options.pairs,
+                crash_blocks=options.crash_blocks,
+                noisy_pods="neighbour" in parts,
+            )
 
 
 async def driver_figures(options: argparse.Namespace, why: str) -> None:
@@ -298,6 +308,7 @@ def main() -> None:
     parser.add_argument("--load-cpus", default="1", help="CPUs wrk runs on ('': any)")
     parser.add_argument("--driver-parts", default="start,throughput")
     parser.add_argument("--pairs", type=int, default=6, help="neighbour ABBA blocks per noisy pod")
+    parser.add_argument("--crash-blocks", type=int, default=3, help="crash-loop blocks")
     parser.add_argument("--parts", default="driver,system,neighbour")
     options = parser.parse_args()
     parts = set(options.parts.split(","))
@@ -306,8 +317,8 @@ def main() -> None:
         raise SystemExit(f"sandbox unavailable: {why}")
     if "driver" in parts:
         asyncio.run(driver_figures(options, why))
-    if parts & {"system", "neighbour"}:
-        system_figures(options.pods, options.pairs, parts)
+    if parts & {"system", "neighbour", "crashloop"}:
+        system_figures(options, parts)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ undoes the settings:
              only against its sibling pods, not against Envoy or the client);
   longslice  a 100 ms EEVDF slice for the noisy pod's tasks (sched_setattr), so tasks with
              the default slice may preempt it on wakeup;
-  schedidle  SCHED_IDLE for the noisy pod's tasks.
+  schedidle  SCHED_IDLE for the noisy pod's tasks;
+  kernelkill the kernel's OOM killer back in charge of the noisy pod (memory.oom_control
+             oom_kill_disable=0, v1), as before the agent killed at the limit itself.
 Combine with '+'. Run (root, cgroup v1 cpu hierarchy for `idle`, 2+ CPUs):
 `.venv/bin/python bench/neighbour_isolation.py [--configs none,exclusive,idle,exclusive+idle]
 [--noisy burn|oom|churn] [--blocks 16] [--seconds 0.75]`.
@@ -53,7 +55,7 @@ from sandbox_neighbour import (
 
 from shoal.agent.sandbox.cgroupfs import parse_mountinfo
 
-KNOBS = ("exclusive", "idle", "podidle", "longslice", "schedidle")
+KNOBS = ("exclusive", "idle", "podidle", "longslice", "schedidle", "kernelkill")
 LONG_SLICE_NS = 100_000_000  # the kernel's maximum custom slice
 SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
 
@@ -89,19 +91,25 @@ def threads(pid: int) -> list[int]:
     return [int(tid) for p in processes for tid in os.listdir(f"/proc/{p.pid}/task")]
 
 
-def cpu_cgroup(pid: int, cpu_mount: Path) -> Path:
+def v1_cgroup(pid: int, controller: str, mount: Path) -> Path:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        if "cpu" in controllers.split(","):
-            return cpu_mount / path.lstrip("/")
-    raise RuntimeError(f"pid {pid} has no v1 cpu cgroup")
+        if controller in controllers.split(","):
+            return mount / path.lstrip("/")
+    raise RuntimeError(f"pid {pid} has no v1 {controller} cgroup")
 
 
 @contextlib.contextmanager
-def applied(knobs: set[str], neighbour: int, noisy: int, cpu_mount: Path | None) -> Iterator[None]:
+def applied(knobs: set[str], neighbour: int, noisy: int, mounts: dict[str, str]) -> Iterator[None]:
     """`knobs` applied to the running pods; undone at exit (the noisy pod is gone by then)."""
     undo: list[Callable[[], None]] = []
+    cpu_mount = Path(mounts["cpu"]) if "cpu" in mounts else None
     try:
+        if "kernelkill" in knobs:
+            if "memory" not in mounts:
+                raise RuntimeError("`kernelkill` needs cgroup v1's memory hierarchy")
+            memory = v1_cgroup(noisy, "memory", Path(mounts["memory"]))
+            (memory / "memory.oom_control").write_text("0")
         if "exclusive" in knobs:
             everything = set(range(os.cpu_count() or 1))
             for tid in threads(neighbour):
@@ -112,7 +120,7 @@ def applied(knobs: set[str], neighbour: int, noisy: int, cpu_mount: Path | None)
         if knobs & {"idle", "podidle"}:
             if cpu_mount is None:
                 raise RuntimeError("`idle` and `podidle` need cgroup v1's cpu hierarchy")
-            own = cpu_cgroup(noisy, cpu_mount)
+            own = v1_cgroup(noisy, "cpu", cpu_mount)
             if "podidle" in knobs:
                 (own / "cpu.idle").write_text("1")
             if "idle" in knobs:
@@ -164,7 +172,6 @@ def study(options: argparse.Namespace) -> None:
     import sandbox_harness as boxes  # noqa: PLC0415
 
     mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
-    cpu_mount = Path(mounts.v1["cpu"]) if "cpu" in mounts.v1 else None
     configs = [set(filter(None, c.split("+"))) - {"none"} for c in options.configs.split(",")]
     unknown = set().union(*configs) - set(KNOBS)
     if unknown:
@@ -189,7 +196,7 @@ def study(options: argparse.Namespace) -> None:
         )
         for knobs in configs:
             noisy = int(start_noisy(server, cluster, boxes, *noisy_code).status.pid)
-            with applied(knobs, neighbour, noisy, cpu_mount):
+            with applied(knobs, neighbour, noisy, mounts.v1):
                 time.sleep(0.5)
                 figures = interference(load, noisy, blocks=options.blocks, seconds=options.seconds)[
                     "goal"

@@ -17,9 +17,10 @@ Two ways to make the noise:
   kind; the figure is the ratio of the p99s of all samples pooled, with the median of the
   blocks' ratios beside it, and the machine's CPU busy share in the windows alone;
 - the issue's own scenario under the goal's load: a pod whose process allocates twice its
-  memory limit, OOM-killed and restarted by its policy (with back-off) again and again:
-  three blocks of windows alone before and after, the crash loop (a new Deployment each
-  block) in between; the times between restarts show the back-off.
+  memory limit, OOM-killed and restarted by its policy (with back-off) again and again,
+  measured from its first start: blocks of windows alone before and after, the crash loop (a
+  new Deployment each block) in between, interleaved A B B A with the same blocks around a pod
+  that only sleeps (the A/A noise floor); the times between restarts show the back-off.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ ALLOCATE = "import sys, time\nblock = b'x' * int(sys.argv[1])\ntime.sleep(600)\n
 # beside it.
 GOAL_SHARE, HIGH_SHARE = 0.25, 0.5
 CLOSED_CONNECTIONS = 16
+WATCH_SECONDS = 0.25  # how often the crash loop's restarts are read through the API
 
 
 class Load(Protocol):
@@ -161,6 +163,8 @@ def interference(
 
 @dataclass
 class CrashLoop:
+    """One kind of block of `crash_loop`: the hog's crash loop, or the calm control."""
+
     before: list[float] = field(default_factory=list)
     during: list[float] = field(default_factory=list)
     after: list[float] = field(default_factory=list)
@@ -169,68 +173,97 @@ class CrashLoop:
     reasons: set[str] = field(default_factory=set)
     failures: int = 0
 
-    def describe(self) -> str:
+    def ratio(self) -> float:
         alone = p99_ms(self.before + self.after)
-        during = p99_ms(self.during)
+        return p99_ms(self.during) / alone if alone else 0.0
+
+    def describe(self) -> str:
         gaps = [
             f"{later - earlier:.1f}"
             for times in self.restarts
             for earlier, later in itertools.pairwise(times)
         ]
         ratios = sorted(self.ratios)
-        return (
-            f"p99 alone (before and after) {alone:.2f} ms, during the crash loop "
-            f"{during:.2f} ms, pooled ratio {during / alone if alone else 0:.2f}x; "
-            f"median of {len(ratios)} blocks' ratios {statistics.median(ratios):.2f}x "
-            f"(min-max {ratios[0]:.2f}-{ratios[-1]:.2f}); "
+        restarts = (
             f"{sum(map(len, self.restarts))} restarts (lastState "
             f"{', '.join(sorted(self.reasons))}), seconds between them {', '.join(gaps)}; "
+            if gaps
+            else ""
+        )
+        return (
+            f"p99 alone (before and after) {p99_ms(self.before + self.after):.2f} ms, during "
+            f"{p99_ms(self.during):.2f} ms, pooled ratio {self.ratio():.2f}x; "
+            f"median of {len(ratios)} blocks' ratios {statistics.median(ratios):.2f}x "
+            f"(min-max {ratios[0]:.2f}-{ratios[-1]:.2f}); {restarts}"
             f"{self.failures} failed requests"
         )
 
 
+# The crash loop's control: the same Deployment, limits and block, a process that never fails.
+CALM = "import time\ntime.sleep(600)\n"
+
+
 def crash_loop(
     server: Any, cluster: Any, boxes: Any, load: Load, *, seconds: float, blocks: int
-) -> CrashLoop:
-    """`blocks` times: neighbour load alone (`seconds`), then beside a new pod OOM-killed and
-    restarted by policy (2 x `seconds`, from its apply), then alone again after it is deleted;
-    a new Deployment each block, so each block sees a crash loop from its first kill."""
-    figures = CrashLoop()
+) -> tuple[CrashLoop, CrashLoop]:
+    """`blocks` A B B A blocks (the calm control A, the crash loop B) of: neighbour load alone
+    (`seconds`), then beside the pod (2 x `seconds`, from its first start: the apply and
+    scheduling of its Deployment are a deploy's cost, not the crash loop's), then alone again
+    after it is deleted. The crash loop is a process allocating twice its limit, OOM-killed and
+    restarted by policy; the control sleeps, so its ratio is the method's A/A noise floor. A new
+    Deployment each time, so each sees a crash loop from its first kill. The restarts are
+    watched through the API during the whole block, alone windows included, so every window
+    carries the same observer load. Returns (crash loop, control)."""
+    figures = {"crash": CrashLoop(), "calm": CrashLoop()}
     for _ in range(blocks):
+        for kind in block_order("calm", "crash"):
+            code = ALLOCATE if kind == "crash" else CALM
+            _crash_block(
+                server, cluster, boxes, load, code=code, seconds=seconds, into=figures[kind]
+            )
+    return figures["crash"], figures["calm"]
+
+
+def _crash_block(
+    server: Any, cluster: Any, boxes: Any, load: Load, *, code: str, seconds: float, into: CrashLoop
+) -> None:
+    times: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen = 0
+        while not stop.wait(WATCH_SECONDS):
+            for pod in cluster.pods_of(server.client, "hog"):
+                if pod.status.restart_count > seen:
+                    seen = pod.status.restart_count
+                    times.append(time.monotonic())
+                    if pod.status.last_state is not None:
+                        into.reasons.add(str(pod.status.last_state.reason))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
         before = load.run(seconds)
-        times: list[float] = []
-        stop = threading.Event()
-
-        def watch(times: list[float] = times, stop: threading.Event = stop) -> None:
-            seen = 0
-            while not stop.is_set():
-                for pod in cluster.pods_of(server.client, "hog"):
-                    if pod.status.restart_count > seen:
-                        seen = pod.status.restart_count
-                        times.append(time.monotonic())
-                        if pod.status.last_state is not None:
-                            figures.reasons.add(str(pod.status.last_state.reason))
-                time.sleep(0.05)
-
-        hog = boxes.script_deployment("hog", ALLOCATE, str(2 * 64 * MI), LIMITS)
-        watcher = threading.Thread(target=watch, daemon=True)
-        server.client.apply_all([hog])
-        watcher.start()
+        server.client.apply_all([boxes.script_deployment("hog", code, str(2 * 64 * MI), LIMITS)])
         try:
+            cluster.wait_for(
+                "the hog's first start",
+                lambda: any(p.status.pid for p in cluster.pods_of(server.client, "hog")),
+            )
             during = load.run(2 * seconds)
         finally:
-            stop.set()
-            watcher.join(timeout=10)
             delete_deployment(server, cluster, "hog")
         after = load.run(seconds)
-        figures.before.extend(before.latencies)
-        figures.during.extend(during.latencies)
-        figures.after.extend(after.latencies)
-        alone = p99_ms(before.latencies + after.latencies)
-        figures.ratios.append(p99_ms(during.latencies) / alone if alone else 0.0)
-        figures.restarts.append(times)
-        figures.failures += len(before.failures) + len(during.failures) + len(after.failures)
-    return figures
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    into.before.extend(before.latencies)
+    into.during.extend(during.latencies)
+    into.after.extend(after.latencies)
+    alone = p99_ms(before.latencies + after.latencies)
+    into.ratios.append(p99_ms(during.latencies) / alone if alone else 0.0)
+    into.restarts.append(times)
+    into.failures += len(before.failures) + len(during.failures) + len(after.failures)
 
 
 def start_neighbour(server: Any, app: Path, cluster: Any, boxes: Any) -> tuple[int, float]:
@@ -260,7 +293,18 @@ def delete_deployment(server: Any, cluster: Any, name: str) -> None:
     cluster.wait_for(f"the pods of {name} to go", lambda: not cluster.pods_of(server.client, name))
 
 
-def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: Any) -> None:
+def neighbour_figures(
+    server: Any,
+    app: Path,
+    cluster: Any,
+    boxes: Any,
+    *,
+    blocks: int,
+    crash_blocks: int,
+    noisy_pods: bool = True,
+) -> None:
+    """The neighbour beside each noisy pod (`blocks` A B B A blocks; skipped without
+    `noisy_pods`), then beside the crash loop restarted by policy (`crash_blocks` blocks)."""
     port, full = start_neighbour(server, app, cluster, boxes)
     goal, high = round(GOAL_SHARE * full), round(HIGH_SHARE * full)
     open_label = f"open loop {goal} req/s ({GOAL_SHARE:.0%} of capacity; the goal's definition)"
@@ -285,7 +329,7 @@ def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: 
         ),
         "CPU burner (control, 100m CPU)": (boxes.CPU_BURN, "-"),
     }
-    for label, (code, argument) in noisy.items():
+    for label, (code, argument) in noisy.items() if noisy_pods else ():
         pod = start_noisy(server, cluster, boxes, code, argument)
         time.sleep(1.0)
         figures = interference(loads, pod.status.pid, blocks=blocks, seconds=1.5)
@@ -296,9 +340,12 @@ def neighbour_figures(server: Any, app: Path, blocks: int, cluster: Any, boxes: 
             note = "goal < 1.2x" if name == open_label else "not the goal's load"
             print(f"  {name}: {mine.describe()} ({note})", flush=True)
         delete_deployment(server, cluster, "noisy")
-    loop = crash_loop(server, cluster, boxes, loads[open_label], seconds=10.0, blocks=3)
+    loop, calm = crash_loop(
+        server, cluster, boxes, loads[open_label], seconds=10.0, blocks=crash_blocks
+    )
     print(
         f"neighbour at {open_label} beside a pod allocating 2x its 64Mi limit, restarted by "
-        f"policy: {loop.describe()} (goal < 1.2x)",
+        f"policy: {loop.describe()} (goal < 1.2x); A/A control, a pod that sleeps: "
+        f"{calm.describe()}",
         flush=True,
     )
