@@ -6,10 +6,11 @@ Demoted means its cgroup's CPU becomes idle (`PodCgroup.demote`: on v1 a top-lev
 cpu.idle=1 beside the agent's parent): any other task waking on a CPU the pod holds preempts it
 at once instead of waiting up to a scheduler tick, and the pod gets CPU only while nothing else
 wants it. A healthy pod is never demoted, so its CPU request keeps its meaning; a pod that is
-being OOM-killed is failing anyway, and its restarts and allocations then cost its neighbours'
-latency nothing on the CPU (bench/neighbour_isolation.py measured 1.9-2.4x -> 1.0-1.3x for a
-neighbour's p99 beside an OOM loop). A demoted run stays demoted until it exits; a run that
-starts demoted is placed in the idle group by its launcher, so not even its start competes.
+being OOM-killed is failing anyway, and its restarts and allocations then wait for the CPU its
+neighbours do not use (bench/bench_sandbox.py: a neighbour's p99 beside a pod OOM-killed and
+restarted by policy 1.4-2.7x before, 0.96-1.18x with demotion; docs/sandbox.md). A demoted
+run stays demoted until it exits; a run that starts demoted is placed in the idle group by its
+launcher, so not even its start competes.
 
 Called by the sandbox driver: `demote_at_start` before each start, `watch` beside each pod's
 process until it exits (it also drives the agent's OOM killer on v1, `oom_killer`); `record` is

@@ -1,15 +1,15 @@
 """The agent, not the kernel, kills at a sandboxed pod's memory limit, on cgroup v1.
 
-Why: the kernel's OOM killer logs every kill at KERN_ERR, and on a node whose console is a
-serial port (most cloud VMs boot with console=ttyS0) each such line holds a CPU for 0.5-2 ms with
-nothing able to preempt it; a pod OOM-killed again and again then costs its neighbours' p99
-latency (docs/sandbox.md, bench/neighbour_isolation.py). cgroup v1 lets user space take the
-decision: with `memory.oom_control` oom_kill_disable=1, a task at the limit waits (using no CPU)
-instead of the kernel killing, and an eventfd registered through `cgroup.event_control` wakes
-the agent at once. The agent then kills the process the kernel would have chosen (the highest
-/proc/<pid>/oom_score, which honours oom_score_adj) with SIGKILL: the same victim, the same
-OOMKilled on the pod, no log line, and the agent learns of the kill when it happens instead of
-at its next poll.
+cgroup v1 lets user space take the decision: with `memory.oom_control` oom_kill_disable=1, a
+task at the limit waits (using no CPU) instead of the kernel killing, and an eventfd registered
+through `cgroup.event_control` wakes the agent at once. The agent then kills the process the
+kernel would have chosen (the highest /proc/<pid>/oom_score, which honours oom_score_adj) with
+SIGKILL: the same victim and the same OOMKilled on the pod. What it changes: the kernel logs
+each of its OOM kills at KERN_ERR, and on a node whose console is a serial port (most cloud VMs
+boot with console=ttyS0) each such line holds a CPU for 0.5-2 ms with nothing able to preempt
+it, in the middle of the neighbours' requests; the agent's kill logs nothing. And the agent
+learns of the kill when it happens (the pod is demoted at once, `sandbox.demotion`) instead of
+at its next poll of the OOM counter.
 
 cgroup v2 has no such switch (memory.oom.group only widens a kill), so there the kernel kills
 and the agent counts memory.events. Where the kernel refuses the switch (v1's oom_control is
