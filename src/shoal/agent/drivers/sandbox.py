@@ -305,6 +305,7 @@ class SandboxDriver:
             status = await self._processes.wait(box.handle)
         finally:
             watch.cancel()
+            await asyncio.wait({watch})  # it no longer waits on the killer's eventfd
             if box.killer is not None:
                 box.killer.close()
         agent_kills = box.killer.kills if box.killer is not None else 0
