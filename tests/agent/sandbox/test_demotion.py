@@ -38,8 +38,9 @@ class StandIn:
         self.calls += 1
         return not self.empty
 
-    def demote_before_start(self) -> None:
+    def demote_before_start(self) -> bool:
         self.before_start += 1
+        return True
 
 
 @dataclass
@@ -50,15 +51,21 @@ class Killer:
     pending: int = 0
     kills: int = 0
     resolved: int = 0
+    released: bool = False
 
     async def wait(self, at_most: float) -> None:
         await asyncio.sleep(min(at_most, 0.005))
 
-    async def resolve(self) -> int:
+    async def resolve(self) -> bool:
         self.resolved += 1
-        killed, self.pending = self.pending, 0
-        self.kills += killed
-        return killed
+        if not self.pending:
+            return False
+        self.pending -= 1
+        self.kills += 1
+        return True
+
+    def release(self) -> None:
+        self.released = True
 
 
 def test_a_kill_is_recent_for_the_demotion_window_only() -> None:
@@ -170,7 +177,7 @@ class Refusing(StandIn):
         self.calls += 1
         raise CgroupError("this kernel has no cpu.idle")
 
-    def demote_before_start(self) -> None:
+    def demote_before_start(self) -> bool:
         self.before_start += 1
         raise CgroupError("this kernel has no cpu.idle")
 
@@ -187,3 +194,37 @@ async def test_a_failed_demotion_is_tried_once_per_run(fast_polls: None) -> None
     watch.cancel()
     assert cgroup.calls == 1 and table.recently_killed("a") and heard == []
     assert table.demote_at_start("a", "pod a", cgroup) is None  # logged, runs undemoted
+
+
+@dataclass
+class Broken(StandIn):
+    """A cgroup whose OOM counter cannot be read once the pod was killed."""
+
+    def oom_kills(self) -> int:
+        if self.kills:
+            raise ValueError("garbled memory.oom_control")
+        return 0
+
+
+async def test_a_failing_watch_hands_the_kills_back_to_the_kernel(fast_polls: None) -> None:
+    table, cgroup, killer = OomDemotion(), Broken(), Killer()
+    watch = watching(table, cgroup, killer=killer)
+    await asyncio.sleep(0.02)
+    assert not killer.released
+    cgroup.kills = 1
+    await asyncio.sleep(0.05)
+    assert watch.done() and watch.exception() is None  # logged, not raised into the driver
+    assert killer.released  # the kernel kills at the limit again
+
+
+async def test_no_demotion_at_start_without_a_cpu_hierarchy() -> None:
+    @dataclass
+    class NoCpu(StandIn):
+        def demote_before_start(self) -> bool:
+            self.before_start += 1
+            return False
+
+    table, cgroup = OomDemotion(), NoCpu()
+    table.record("a")
+    assert table.demote_at_start("a", "pod a", cgroup) is None  # no Event for nothing done
+    assert cgroup.before_start == 1

@@ -80,7 +80,7 @@ from shoal.agent.sandbox.cgroups import (
 )
 from shoal.agent.sandbox.demotion import OomDemotion
 from shoal.agent.sandbox.identity import Identity, allocate_identity, identity_key
-from shoal.agent.sandbox.oom_killer import AgentOomKiller, agent_kills_oom
+from shoal.agent.sandbox.oom_killer import AgentOomKiller, memory_limited
 
 LOG = logging.getLogger(__name__)
 REASON_OOM_KILLED = "OOMKilled"
@@ -382,8 +382,8 @@ class SandboxDriver:
             return await self._clean_up(handle.pod_uid, cgroup, recovered)
         key = str(handle.driver_state.get("key", ""))
         killer = None
-        if isinstance(cgroup, PodCgroupV1) and agent_kills_oom(cgroup.dirs["memory"]):
-            killer = AgentOomKiller.take_over(cgroup.dirs["memory"])  # listen again
+        if isinstance(cgroup, PodCgroupV1) and memory_limited(cgroup.dirs["memory"]):
+            killer = self._take_over_oom(cgroup)  # again: the last agent's eventfd is gone
         self._track(_Sandbox(handle, cgroup, key, killer))
         return handle
 

@@ -131,9 +131,9 @@ class PodCgroupV2:
         _write(idle, "1")
         return True
 
-    def demote_before_start(self) -> None:
-        """cpu.idle=1 before the first process joins (nothing to do without the controller)."""
-        self.demote()
+    def demote_before_start(self) -> bool:
+        """cpu.idle=1 before the first process joins; False without the cpu controller."""
+        return self.demote()
 
     def oom_kills(self) -> int:
         return parse_flat_keyed(_read(self.path / "memory.events")).get("oom_kill", 0)
@@ -233,13 +233,16 @@ class PodCgroupV1:
                 return True
         raise CgroupError(f"processes kept appearing in {cpu} while demoting the pod")
 
-    def demote_before_start(self) -> None:
+    def demote_before_start(self) -> bool:
         """Prepare the demoted group, and have `procs_files` name it instead of the pod's cpu
-        cgroup: the launcher then places the run there from its first instruction."""
+        cgroup: the launcher then places the run there from its first instruction. False
+        without a cpu hierarchy."""
         cpu, target = self.dirs.get("cpu"), self.demoted_cpu
-        if cpu is not None and target is not None:
-            self._prepare_demoted(cpu, target)
-            self.starts_demoted = True
+        if cpu is None or target is None:
+            return False
+        self._prepare_demoted(cpu, target)
+        self.starts_demoted = True
+        return True
 
     @staticmethod
     def _prepare_demoted(cpu: Path, target: Path) -> None:
@@ -247,12 +250,15 @@ class PodCgroupV1:
         if target.exists():
             return
         top = target.parent.parent
-        top.mkdir(exist_ok=True)
-        if not (top / "cpu.idle").exists():
-            raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
-        if _read(top / "cpu.idle").strip() != "1":
-            _write(top / "cpu.idle", "1")
-        target.mkdir(parents=True, exist_ok=True)
+        try:
+            top.mkdir(exist_ok=True)
+            if not (top / "cpu.idle").exists():
+                raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
+            if _read(top / "cpu.idle").strip() != "1":
+                _write(top / "cpu.idle", "1")
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CgroupError(f"cannot create {target}: {error.strerror}") from error
         for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
             _write(target / name, _read(cpu / name).strip())
 
@@ -276,6 +282,10 @@ class PodCgroupV1:
         return Usage(cpu, working_set(current, stat, "total_inactive_file"), pids)
 
     async def kill_all(self, within: float = 10.0) -> None:
+        """Freeze, SIGKILL every member, thaw, until empty. First the kernel gets the OOM kills
+        back (`oom_killer` may hold them): a task waiting at the limit cannot be frozen."""
+        with contextlib.suppress(OSError):
+            (self.dirs["memory"] / "memory.oom_control").write_text("0")
         deadline = time.monotonic() + within
         freezer = self.dirs.get("freezer")
         while pids := self.pids():

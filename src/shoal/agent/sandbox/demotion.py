@@ -8,7 +8,8 @@ at once instead of waiting up to a scheduler tick, and the pod gets CPU only whi
 wants it. A healthy pod is never demoted, so its CPU request keeps its meaning; a pod that is
 being OOM-killed is failing anyway, and its restarts and allocations then wait for the CPU its
 neighbours do not use (bench/bench_sandbox.py: a neighbour's p99 beside a pod OOM-killed and
-restarted by policy 1.4-2.7x before, 0.96-1.18x with demotion; docs/sandbox.md). A demoted
+restarted by policy 1.36-2.70x before, 0.96-1.18x with demotion and the agent's own OOM kills;
+docs/sandbox.md). A demoted
 run stays demoted until it exits; a run that starts demoted is placed in the idle group by its
 launcher, so not even its start competes.
 
@@ -30,7 +31,7 @@ from shoal.agent.sandbox.oom_killer import AgentOomKiller
 
 LOG = logging.getLogger(__name__)
 DEMOTION_SECONDS = 300.0  # a run started this soon after the pod's last OOM kill is demoted
-POLL_SECONDS = 1.0  # how often a running pod's OOM counters are read (one small file)
+POLL_SECONDS = 1.0  # how often a running pod's OOM counters are read (a few small files)
 
 
 class OomDemotion:
@@ -66,11 +67,11 @@ class OomDemotion:
         if not self.recently_killed(pod_uid):
             return None
         try:
-            cgroup.demote_before_start()
+            demoted = cgroup.demote_before_start()
         except CgroupError as error:
             LOG.warning("pod %s could not be demoted: %s", name, error)
             return None
-        return "its last run was OOM-killed"
+        return "its last run was OOM-killed" if demoted else None
 
     async def watch(
         self,
@@ -83,7 +84,23 @@ class OomDemotion:
         """Until cancelled: kill at the limit when the agent does it for the kernel (`killer`,
         cgroup v1), and demote the pod at its first OOM kill unless the run started demoted
         (`demoted`: the reason `demote_at_start` gave). Wakes at the killer's OOM event, and
-        reads the OOM counters every POLL_SECONDS in any case."""
+        reads the OOM counters every POLL_SECONDS in any case. If it fails, the kernel kills at
+        the pod's limit again (`killer.release`), so no pod is left without a killer."""
+        try:
+            await self._watch(pod_uid, name, cgroup, killer, demoted)
+        except Exception:
+            LOG.exception("the OOM watch of pod %s failed; the kernel kills at its limit", name)
+            if killer is not None:
+                killer.release()
+
+    async def _watch(
+        self,
+        pod_uid: str,
+        name: str,
+        cgroup: PodCgroup,
+        killer: AgentOomKiller | None,
+        demoted: str | None,
+    ) -> None:
         if demoted is not None:
             self._announce(pod_uid, name, demoted)
         seen = cgroup.oom_kills()

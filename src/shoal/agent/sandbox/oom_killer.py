@@ -3,8 +3,9 @@
 cgroup v1 lets user space take the decision: with `memory.oom_control` oom_kill_disable=1, a
 task at the limit waits (using no CPU) instead of the kernel killing, and an eventfd registered
 through `cgroup.event_control` wakes the agent at once. The agent then kills the process the
-kernel would have chosen (the highest /proc/<pid>/oom_score, which honours oom_score_adj) with
-SIGKILL: the same victim and the same OOMKilled on the pod. What it changes: the kernel logs
+kernel would have chosen (its memory cgroup badness: resident + swapped + page-table pages plus
+oom_score_adj scaled to the limit; -1000 is never chosen) with SIGKILL: the same victim and the
+same OOMKilled on the pod. What it changes: the kernel logs
 each of its OOM kills at KERN_ERR, and on a node whose console is a serial port (most cloud VMs
 boot with console=ttyS0) each such line holds a CPU for 0.5-2 ms with nothing able to preempt
 it, in the middle of the neighbours' requests; the agent's kill logs nothing. And the agent
@@ -15,11 +16,15 @@ cgroup v2 has no such switch (memory.oom.group only widens a kill), so there the
 and the agent counts memory.events. Where the kernel refuses the switch (v1's oom_control is
 deprecated and may go), `take_over` returns None and the kernel's killer stays in charge.
 
-While the agent is down, a pod at its limit waits instead of dying; the restarted agent
-re-adopts it, takes over again and resolves what is pending.
+When the agent lets go of a pod (its run ended, the agent stops, or the watch failed),
+`release` hands the kills back to the kernel, which also wakes any task waiting at the limit
+(such a task cannot be frozen: `PodCgroupV1.kill_all` releases before it freezes). After a
+`kill -9` of the agent a pod at its limit waits instead of dying; the restarted agent re-adopts
+it, takes over again and resolves what is pending. A kill made just before the agent died is
+not counted by the next one (the exit then says SIGKILL, not OOMKilled).
 
-Called by the sandbox driver (`take_over` at each start and re-adoption, `close` at exit) and by
-the OOM watch in `sandbox.demotion` (`wait`, then `resolve`).
+Called by the sandbox driver (`take_over` at each start and re-adoption, `close` at exit) and
+by the OOM watch in `sandbox.demotion` (`wait`, then `resolve`; `release` if it fails).
 """
 
 from __future__ import annotations
@@ -37,15 +42,39 @@ from shoal.agent.sandbox.cgroupfs import parse_flat_keyed, parse_pid_list
 LOG = logging.getLogger(__name__)
 EXIT_WAIT_SECONDS, EXIT_POLL_SECONDS = 2.0, 0.005  # how long a victim may take to leave
 RETRY_SECONDS = 0.05  # after a victim left: time for the waiting tasks to retry their charge
-AT_LIMIT_BYTES = 2**20  # usage this close to the limit (or 1 % of it) counts as at the limit
+UNLIMITED = 2**62  # v1 reports "no limit" as a number near 2**63
+PAGE = os.sysconf("SC_PAGE_SIZE")
+STATUS_PAGES = ("RssAnon", "RssFile", "RssShmem", "VmSwap", "VmPTE")  # kB in /proc/<pid>/status
 
 
-def choose_victim(candidates: Mapping[int, tuple[int, int]]) -> int | None:
-    """The pid to kill from {pid: (oom_score, resident pages)}: the kernel's choice (highest
-    score), the larger process on a tie, None when there is nobody (pure)."""
+def badness(status: str, adj: int, limit_pages: int) -> int | None:
+    """The kernel's OOM badness of a process in a memory cgroup (mm/oom_kill.c): resident,
+    swapped and page-table pages, plus oom_score_adj per mille of the limit; None for -1000,
+    which the kernel never kills (pure: `status` is /proc/<pid>/status)."""
+    if adj <= -1000:
+        return None
+    kilobytes = 0
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name in STATUS_PAGES:
+            kilobytes += int(value.split()[0])
+    return kilobytes * 1024 // PAGE + adj * (limit_pages // 1000)
+
+
+def choose_victim(candidates: Mapping[int, int]) -> int | None:
+    """The pid with the highest badness ({pid: badness}), the newest on a tie (pure)."""
     if not candidates:
         return None
-    return max(candidates, key=lambda pid: (*candidates[pid], pid))
+    return max(candidates, key=lambda pid: (candidates[pid], pid))
+
+
+def kill_due(under_oom: bool, events: int, events_at_last_kill: int | None) -> bool:
+    """Whether to kill now: tasks wait at the limit and, unless this is the run's first kill,
+    the kernel reported a new OOM since the last one. The second half matters right after a
+    kill: a waiter stays counted in under_oom until it runs again, which its CPU quota or the
+    idle group can delay well past the victim's exit, while a task that still finds no memory
+    takes the OOM lock the victim released and the kernel reports it (pure)."""
+    return under_oom and (events_at_last_kill is None or events > events_at_last_kill)
 
 
 def _read(path: Path) -> str:
@@ -55,20 +84,21 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _candidate(pid: int) -> tuple[int, int] | None:
-    """(oom_score, resident pages) of a live process, None once it is gone."""
-    try:
-        score = int(Path(f"/proc/{pid}/oom_score").read_text())
-        resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return score, resident
+def _number(path: Path) -> int:
+    text = _read(path).strip()
+    return int(text) if text.isdigit() else 0
 
 
-def agent_kills_oom(memory_dir: Path) -> bool:
-    """Whether an agent took the cgroup's OOM kills over (a re-adopted pod: listen again)."""
-    control = parse_flat_keyed(_read(memory_dir / "memory.oom_control"))
-    return control.get("oom_kill_disable") == 1
+def memory_limited(memory_dir: Path) -> bool:
+    """Whether the cgroup has a memory limit (a re-adopted pod: take its kills over again)."""
+    limit = _number(memory_dir / "memory.limit_in_bytes")
+    return 0 < limit < UNLIMITED
+
+
+def release(memory_dir: Path) -> None:
+    """Hand the cgroup's OOM kills back to the kernel (and wake whoever waits at the limit)."""
+    with contextlib.suppress(OSError):
+        (memory_dir / "memory.oom_control").write_text("0")
 
 
 class AgentOomKiller:
@@ -76,7 +106,9 @@ class AgentOomKiller:
 
     def __init__(self, memory_dir: Path, eventfd: int) -> None:
         self._dir = memory_dir
-        self._eventfd = eventfd
+        self._eventfd: int | None = eventfd
+        self._events = 0  # OOMs the kernel reported so far
+        self._at_last_kill: int | None = None  # `_events` when the last victim was chosen
         self.kills = 0
 
     @classmethod
@@ -84,8 +116,9 @@ class AgentOomKiller:
         """Switch the kernel's killer off for this cgroup and listen for its OOM events; None
         (kernel's killer left on, a warning logged) when the kernel refuses either step."""
         control = memory_dir / "memory.oom_control"
-        eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        eventfd = None
         try:
+            eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             control_fd = os.open(control, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 (memory_dir / "cgroup.event_control").write_text(f"{eventfd} {control_fd}")
@@ -93,25 +126,31 @@ class AgentOomKiller:
                 os.close(control_fd)
             control.write_text("1")
         except OSError as error:
-            os.close(eventfd)
-            with contextlib.suppress(OSError):
-                control.write_text("0")
+            if eventfd is not None:
+                os.close(eventfd)
+            release(memory_dir)
             LOG.warning("the kernel keeps OOM kills in %s (%s)", memory_dir, error.strerror)
             return None
         return cls(memory_dir, eventfd)
 
-    def _pending(self) -> bool:
-        """Tasks wait at the limit: under_oom, with usage still at the limit. The second half
-        matters right after a kill: a waiter marks under_oom until it runs again, which a CPU
-        quota can delay past the victim's exit, while the victim's memory is already gone."""
-        if parse_flat_keyed(_read(self._dir / "memory.oom_control")).get("under_oom") != 1:
-            return False
-        usage = int(_read(self._dir / "memory.usage_in_bytes").strip() or 0)
-        limit = int(_read(self._dir / "memory.limit_in_bytes").strip() or 0)
-        return usage + max(AT_LIMIT_BYTES, limit // 100) >= limit
+    def _drain(self) -> None:
+        """Count the OOMs the kernel reported and nobody read yet."""
+        if self._eventfd is not None:
+            with contextlib.suppress(BlockingIOError):
+                self._events += os.eventfd_read(self._eventfd)
+
+    def _due(self) -> bool:
+        self._drain()
+        control = parse_flat_keyed(_read(self._dir / "memory.oom_control"))
+        if control.get("oom_kill_disable") != 1:
+            return False  # released: the kernel decides
+        return kill_due(control.get("under_oom") == 1, self._events, self._at_last_kill)
 
     async def wait(self, at_most: float) -> None:
         """Until the kernel reports an OOM in the cgroup, or `at_most` seconds."""
+        if self._eventfd is None:
+            await asyncio.sleep(at_most)
+            return
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
 
@@ -126,31 +165,32 @@ class AgentOomKiller:
             pass
         finally:
             loop.remove_reader(self._eventfd)
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._eventfd)
+        self._drain()
 
-    async def resolve(self) -> int:
-        """While tasks wait at the limit: SIGKILL the kernel's choice of victim and wait until
-        it has left the cgroup (its memory is then uncharged and the waiters retry). Returns
-        how many it killed."""
-        killed: set[int] = set()
-        while self._pending():
-            pids = parse_pid_list(_read(self._dir / "cgroup.procs"))
-            candidates = {
-                pid: found
-                for pid in pids
-                if pid not in killed and (found := _candidate(pid)) is not None
-            }
-            victim = choose_victim(candidates)
-            if victim is None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGKILL)
-            killed.add(victim)
-            self.kills += 1
-            await self._gone(victim)
-            await asyncio.sleep(RETRY_SECONDS)
-        return len(killed)
+    async def resolve(self) -> bool:
+        """When a kill is due (`kill_due`): SIGKILL the kernel's choice of victim and wait until
+        it has left the cgroup (its memory is then uncharged and the waiters retry). One kill
+        per call: the watch calls again at the kernel's next report. Whether it killed."""
+        if not self._due():
+            return False
+        limit_pages = _number(self._dir / "memory.limit_in_bytes") // PAGE
+        candidates = {}
+        for pid in parse_pid_list(_read(self._dir / "cgroup.procs")):
+            points = _badness_of(pid, limit_pages)
+            if points is not None:
+                candidates[pid] = points
+        victim = choose_victim(candidates)
+        if victim is None:
+            return False
+        self._at_last_kill = self._events
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            return False  # gone meanwhile: its memory is free
+        self.kills += 1
+        await self._gone(victim)
+        await asyncio.sleep(RETRY_SECONDS)
+        return True
 
     async def _gone(self, pid: int) -> None:
         for _ in range(round(EXIT_WAIT_SECONDS / EXIT_POLL_SECONDS)):
@@ -158,7 +198,25 @@ class AgentOomKiller:
                 return
             await asyncio.sleep(EXIT_POLL_SECONDS)
 
+    def release(self) -> None:
+        """The kernel kills at the limit again (the watch failed); `wait` still works,
+        `resolve` then does nothing."""
+        release(self._dir)
+
     def close(self) -> None:
-        """Stop listening (the cgroup's setting stays: it goes with the cgroup)."""
-        with contextlib.suppress(OSError):
-            os.close(self._eventfd)
+        """Release, and stop listening. Only once the watch no longer waits on the eventfd."""
+        self.release()
+        if self._eventfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._eventfd)
+            self._eventfd = None
+
+
+def _badness_of(pid: int, limit_pages: int) -> int | None:
+    """`badness` of a live process, None once it is gone (or unkillable)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        adj = int(Path(f"/proc/{pid}/oom_score_adj").read_text())
+    except (OSError, ValueError):
+        return None
+    return badness(status, adj, limit_pages)
