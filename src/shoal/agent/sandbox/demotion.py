@@ -8,10 +8,9 @@ at once instead of waiting up to a scheduler tick, and the pod gets CPU only whi
 wants it. A healthy pod is never demoted, so its CPU request keeps its meaning; a pod that is
 being OOM-killed is failing anyway, and its restarts and allocations then wait for the CPU its
 neighbours do not use (bench/bench_sandbox.py: a neighbour's p99 beside a pod OOM-killed and
-restarted by policy 1.36-2.70x before, 0.96-1.18x with demotion and the agent's own OOM kills;
-docs/sandbox.md). A demoted
-run stays demoted until it exits; a run that starts demoted is placed in the idle group by its
-launcher, so not even its start competes.
+restarted by policy 1.36-2.70x before, 0.96-1.21x with demotion and the agent's own OOM kills;
+docs/sandbox.md). A demoted run stays demoted until it exits; a run that starts demoted is
+placed in the idle group by its launcher, so not even its start competes.
 
 Called by the sandbox driver: `demote_at_start` before each start, `watch` beside each pod's
 process until it exits (it also drives the agent's OOM killer on v1, `oom_killer`); `record` is
