@@ -1,5 +1,5 @@
 """Process-group and pid primitives shared by drivers: who is in a group, is a pid still ours,
-wait for a pid to exit without a busy loop.
+wait for a pid to exit (or any fd to become readable) without a busy loop.
 
 Linux only (reads /proc, uses pidfd). Zombies count as gone everywhere: on some machines pid 1
 does not reap orphans, so an exited grandchild may linger as a zombie that can do no harm.
@@ -107,19 +107,27 @@ async def wait_pid_exit(pid: int, pidfd: int | None = None, poll_seconds: float 
         while is_alive(pid):  # noqa: ASYNC110
             await asyncio.sleep(poll_seconds)
         return
+    try:
+        await readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+async def readable(fd: int) -> None:
+    """Return when `fd` is readable (a pidfd whose process exited, an eventfd that was
+    signalled); the fd is watched by the running loop meanwhile, also when cancelled."""
     loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
+    ready: asyncio.Future[None] = loop.create_future()
 
     def _on_readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
+        if not ready.done():
+            ready.set_result(None)
 
-    loop.add_reader(pidfd, _on_readable)
+    loop.add_reader(fd, _on_readable)
     try:
-        await exited
+        await ready
     finally:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
+        loop.remove_reader(fd)
 
 
 async def wait_group_empty(pgid: int, limit_seconds: float, poll_seconds: float = 0.05) -> bool:

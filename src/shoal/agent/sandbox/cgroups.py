@@ -54,11 +54,25 @@ class CgroupError(Exception):
     """A cgroup could not be created, limited or removed; the message says what to do."""
 
 
-def _read(path: Path, default: str = "") -> str:
+def read_file(path: Path, default: str = "") -> str:
+    """A cgroup or /proc file's text; `default` when it (or its process) is gone."""
     try:
         return path.read_text()
     except (FileNotFoundError, ProcessLookupError):
         return default
+
+
+def read_number(path: Path) -> int:
+    """A file holding one number (a limit, a counter); 0 when gone or empty."""
+    text = read_file(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def release_oom_kills(memory_dir: Path) -> None:
+    """v1: the kernel kills at the cgroup's memory limit again (`oom_killer` may hold the
+    kills); this also wakes whoever waits at the limit."""
+    with contextlib.suppress(OSError):
+        (memory_dir / "memory.oom_control").write_text("0")
 
 
 def _write(path: Path, value: str) -> None:
@@ -116,17 +130,17 @@ class PodCgroupV2:
 
     def populated(self) -> bool:
         """cgroup.events' `populated`: a live process in the cgroup (or below it)."""
-        return parse_flat_keyed(_read(self.path / "cgroup.events")).get("populated", 0) == 1
+        return parse_flat_keyed(read_file(self.path / "cgroup.events")).get("populated", 0) == 1
 
     def pids(self) -> list[int]:
-        return parse_pid_list(_read(self.path / "cgroup.procs"))
+        return parse_pid_list(read_file(self.path / "cgroup.procs"))
 
     def demote(self) -> bool:
         """cpu.idle=1 on the pod's cgroup; True when it was not idle yet (False also without
         the cpu controller). On v2 the pod stays where it is, so it is idle against its sibling
         pods only: moving it would move its memory and pids accounting too."""
         idle = self.path / "cpu.idle"
-        if not idle.exists() or _read(idle).strip() == "1":
+        if not idle.exists() or read_file(idle).strip() == "1":
             return False
         _write(idle, "1")
         return True
@@ -136,13 +150,13 @@ class PodCgroupV2:
         return self.demote()
 
     def oom_kills(self) -> int:
-        return parse_flat_keyed(_read(self.path / "memory.events")).get("oom_kill", 0)
+        return parse_flat_keyed(read_file(self.path / "memory.events")).get("oom_kill", 0)
 
     def usage(self) -> Usage:
-        cpu = parse_flat_keyed(_read(self.path / "cpu.stat")).get("usage_usec", 0) * 1000
-        current = int(_read(self.path / "memory.current", "0").strip() or 0)
-        stat = parse_flat_keyed(_read(self.path / "memory.stat"))
-        pids = int(_read(self.path / "pids.current", "0").strip() or 0)
+        cpu = parse_flat_keyed(read_file(self.path / "cpu.stat")).get("usage_usec", 0) * 1000
+        current = read_number(self.path / "memory.current")
+        stat = parse_flat_keyed(read_file(self.path / "memory.stat"))
+        pids = read_number(self.path / "pids.current")
         return Usage(cpu, working_set(current, stat, "inactive_file"), pids)
 
     async def kill_all(self, within: float = 10.0, *, use_kill_file: bool = True) -> None:
@@ -206,7 +220,7 @@ class PodCgroupV1:
     def pids(self) -> list[int]:
         found: set[int] = set()
         for path in self._unique_dirs():
-            found.update(parse_pid_list(_read(path / "cgroup.procs")))
+            found.update(parse_pid_list(read_file(path / "cgroup.procs")))
         return sorted(found)
 
     def demote(self) -> bool:
@@ -220,7 +234,7 @@ class PodCgroupV1:
         cpu, target = self.dirs.get("cpu"), self.demoted_cpu
         if cpu is None or target is None:
             return False
-        pids = parse_pid_list(_read(cpu / "cgroup.procs"))
+        pids = parse_pid_list(read_file(cpu / "cgroup.procs"))
         if not pids:
             return False
         self._prepare_demoted(cpu, target)
@@ -228,7 +242,7 @@ class PodCgroupV1:
             for pid in pids:
                 with contextlib.suppress(CgroupError):  # it may have exited meanwhile
                     _write(target / "cgroup.procs", str(pid))
-            pids = parse_pid_list(_read(cpu / "cgroup.procs"))
+            pids = parse_pid_list(read_file(cpu / "cgroup.procs"))
             if not pids:
                 return True
         raise CgroupError(f"processes kept appearing in {cpu} while demoting the pod")
@@ -254,16 +268,16 @@ class PodCgroupV1:
             top.mkdir(exist_ok=True)
             if not (top / "cpu.idle").exists():
                 raise CgroupError("this kernel has no cpu.idle (Linux 5.15+): no idle group")
-            if _read(top / "cpu.idle").strip() != "1":
+            if read_file(top / "cpu.idle").strip() != "1":
                 _write(top / "cpu.idle", "1")
             target.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise CgroupError(f"cannot create {target}: {error.strerror}") from error
         for name in ("cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares"):
-            _write(target / name, _read(cpu / name).strip())
+            _write(target / name, read_file(cpu / name).strip())
 
     def oom_kills(self) -> int:
-        control = parse_flat_keyed(_read(self.dirs["memory"] / "memory.oom_control"))
+        control = parse_flat_keyed(read_file(self.dirs["memory"] / "memory.oom_control"))
         if "oom_kill" in control:
             return control["oom_kill"]
         # Kernels before 4.13 have no counter; an OOM in progress is the best we can see.
@@ -274,24 +288,23 @@ class PodCgroupV1:
         cpu_dirs = [cpu_dir] if cpu_dir else []
         if cpu_dir is not None and cpu_dir == self.dirs.get("cpu") and self.demoted_cpu:
             cpu_dirs.append(self.demoted_cpu)  # co-mounted: the usage since the move is there
-        cpu = sum(int(_read(d / "cpuacct.usage", "0").strip() or 0) for d in cpu_dirs)
+        cpu = sum(read_number(d / "cpuacct.usage") for d in cpu_dirs)
         memory = self.dirs["memory"]
-        current = int(_read(memory / "memory.usage_in_bytes", "0").strip() or 0)
-        stat = parse_flat_keyed(_read(memory / "memory.stat"))
-        pids = int(_read(self.dirs["pids"] / "pids.current", "0").strip() or 0)
+        current = read_number(memory / "memory.usage_in_bytes")
+        stat = parse_flat_keyed(read_file(memory / "memory.stat"))
+        pids = read_number(self.dirs["pids"] / "pids.current")
         return Usage(cpu, working_set(current, stat, "total_inactive_file"), pids)
 
     async def kill_all(self, within: float = 10.0) -> None:
         """Freeze, SIGKILL every member, thaw, until empty. First the kernel gets the OOM kills
         back (`oom_killer` may hold them): a task waiting at the limit cannot be frozen."""
-        with contextlib.suppress(OSError):
-            (self.dirs["memory"] / "memory.oom_control").write_text("0")
+        release_oom_kills(self.dirs["memory"])
         deadline = time.monotonic() + within
         freezer = self.dirs.get("freezer")
         while pids := self.pids():
             if freezer is not None:
                 _write(freezer / "freezer.state", "FROZEN")
-                while _read(freezer / "freezer.state").strip() == "FREEZING":
+                while read_file(freezer / "freezer.state").strip() == "FREEZING":
                     if time.monotonic() > deadline:
                         break
                     await asyncio.sleep(0.005)
@@ -335,8 +348,8 @@ def _enable_v2_controllers(root: Path, parent: Path, limits: Limits) -> None:
         levels.append(levels[-1] / part)
     for level in levels:
         level.mkdir(exist_ok=True)
-        available = _read(level / "cgroup.controllers").split()
-        enabled = _read(level / "cgroup.subtree_control").split()
+        available = read_file(level / "cgroup.controllers").split()
+        enabled = read_file(level / "cgroup.subtree_control").split()
         missing = [c for c in wanted if c not in available]
         if missing:
             raise CgroupError(
@@ -402,7 +415,7 @@ def hierarchy_from(
     """Choose v2 when the unified tree carries memory and pids, else v1; or say why neither."""
     if mounts.unified is not None:
         root = Path(mounts.unified)
-        if set(V2_REQUIRED) <= set(_read(root / "cgroup.controllers").split()):
+        if set(V2_REQUIRED) <= set(read_file(root / "cgroup.controllers").split()):
             return CgroupHierarchy(2, {"": root / parent, "root": root})
     missing = [c for c in V1_REQUIRED if c not in mounts.v1]
     if missing:
@@ -422,8 +435,8 @@ def detect_cgroups(parent: str = "shoal", proc: Path = Path("/proc")) -> CgroupH
     """This node's cgroup hierarchy for pods, or a reason why pods cannot have cgroups."""
     if os.geteuid() != 0:
         return "the agent is not root, so it cannot create cgroups"
-    mounts = parse_mountinfo(_read(proc / "self" / "mountinfo"))
-    _, own_v1 = parse_proc_cgroup(_read(proc / "self" / "cgroup"))
+    mounts = parse_mountinfo(read_file(proc / "self" / "mountinfo"))
+    _, own_v1 = parse_proc_cgroup(read_file(proc / "self" / "cgroup"))
     return hierarchy_from(mounts, own_v1, parent)
 
 

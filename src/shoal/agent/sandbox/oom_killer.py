@@ -37,10 +37,12 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from shoal.agent.drivers.groups import open_pidfd, readable, wait_pid_exit
 from shoal.agent.sandbox.cgroupfs import parse_flat_keyed, parse_pid_list
+from shoal.agent.sandbox.cgroups import read_file, read_number, release_oom_kills
 
 LOG = logging.getLogger(__name__)
-EXIT_WAIT_SECONDS, EXIT_POLL_SECONDS = 2.0, 0.005  # how long a victim may take to leave
+EXIT_WAIT_SECONDS = 2.0  # how long a victim may take to exit before the next step
 RETRY_SECONDS = 0.05  # after a victim left: time for the waiting tasks to retry their charge
 UNLIMITED = 2**62  # v1 reports "no limit" as a number near 2**63
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -77,28 +79,10 @@ def kill_due(under_oom: bool, events: int, events_at_last_kill: int | None) -> b
     return under_oom and (events_at_last_kill is None or events > events_at_last_kill)
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return ""
-
-
-def _number(path: Path) -> int:
-    text = _read(path).strip()
-    return int(text) if text.isdigit() else 0
-
-
 def memory_limited(memory_dir: Path) -> bool:
     """Whether the cgroup has a memory limit (a re-adopted pod: take its kills over again)."""
-    limit = _number(memory_dir / "memory.limit_in_bytes")
+    limit = read_number(memory_dir / "memory.limit_in_bytes")
     return 0 < limit < UNLIMITED
-
-
-def release(memory_dir: Path) -> None:
-    """Hand the cgroup's OOM kills back to the kernel (and wake whoever waits at the limit)."""
-    with contextlib.suppress(OSError):
-        (memory_dir / "memory.oom_control").write_text("0")
 
 
 class AgentOomKiller:
@@ -128,7 +112,7 @@ class AgentOomKiller:
         except OSError as error:
             if eventfd is not None:
                 os.close(eventfd)
-            release(memory_dir)
+            release_oom_kills(memory_dir)
             LOG.warning("the kernel keeps OOM kills in %s (%s)", memory_dir, error.strerror)
             return None
         return cls(memory_dir, eventfd)
@@ -141,7 +125,7 @@ class AgentOomKiller:
 
     def _due(self) -> bool:
         self._drain()
-        control = parse_flat_keyed(_read(self._dir / "memory.oom_control"))
+        control = parse_flat_keyed(read_file(self._dir / "memory.oom_control"))
         if control.get("oom_kill_disable") != 1:
             return False  # released: the kernel decides
         return kill_due(control.get("under_oom") == 1, self._events, self._at_last_kill)
@@ -151,20 +135,8 @@ class AgentOomKiller:
         if self._eventfd is None:
             await asyncio.sleep(at_most)
             return
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        loop.add_reader(self._eventfd, readable)
-        try:
-            await asyncio.wait_for(woken, at_most)
-        except TimeoutError:
-            pass
-        finally:
-            loop.remove_reader(self._eventfd)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(readable(self._eventfd), at_most)
         self._drain()
 
     async def resolve(self) -> bool:
@@ -173,9 +145,9 @@ class AgentOomKiller:
         per call: the watch calls again at the kernel's next report. Whether it killed."""
         if not self._due():
             return False
-        limit_pages = _number(self._dir / "memory.limit_in_bytes") // PAGE
+        limit_pages = read_number(self._dir / "memory.limit_in_bytes") // PAGE
         candidates = {}
-        for pid in parse_pid_list(_read(self._dir / "cgroup.procs")):
+        for pid in parse_pid_list(read_file(self._dir / "cgroup.procs")):
             points = _badness_of(pid, limit_pages)
             if points is not None:
                 candidates[pid] = points
@@ -183,25 +155,23 @@ class AgentOomKiller:
         if victim is None:
             return False
         self._at_last_kill = self._events
+        pidfd = open_pidfd(victim)  # before the kill: it pins this process, not a reuse
         try:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
+            if pidfd is not None:
+                os.close(pidfd)
             return False  # gone meanwhile: its memory is free
         self.kills += 1
-        await self._gone(victim)
+        with contextlib.suppress(TimeoutError):  # exited = out of the cgroup, memory uncharged
+            await asyncio.wait_for(wait_pid_exit(victim, pidfd), EXIT_WAIT_SECONDS)
         await asyncio.sleep(RETRY_SECONDS)
         return True
-
-    async def _gone(self, pid: int) -> None:
-        for _ in range(round(EXIT_WAIT_SECONDS / EXIT_POLL_SECONDS)):
-            if pid not in parse_pid_list(_read(self._dir / "cgroup.procs")):
-                return
-            await asyncio.sleep(EXIT_POLL_SECONDS)
 
     def release(self) -> None:
         """The kernel kills at the limit again (the watch failed); `wait` still works,
         `resolve` then does nothing."""
-        release(self._dir)
+        release_oom_kills(self._dir)
 
     def close(self) -> None:
         """Release, and stop listening. Only once the watch no longer waits on the eventfd."""
