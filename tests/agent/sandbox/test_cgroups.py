@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psutil
@@ -147,8 +148,11 @@ async def real_pod() -> AsyncIterator[PodCgroupV1 | PodCgroupV2]:
     finally:
         await pod.kill_all(within=10)
         await pod.remove()
-        # the per-test parents too
-        for base in REAL.base.values():
+        # the per-test parents too, the demoted group's (v1) included
+        bases = [base for key, base in REAL.base.items() if key != "root"]
+        if isinstance(pod, PodCgroupV1) and pod.demoted_cpu is not None:
+            bases.append(pod.demoted_cpu.parent.parent)
+        for base in bases:
             for path in (base / "node", base):
                 if path.exists() and base.name.startswith("shoal-test-"):
                     os.rmdir(path)
@@ -160,6 +164,26 @@ def launch(pod: PodCgroupV1 | PodCgroupV2, code: str) -> subprocess.Popen[bytes]
         launcher_argv(pod.procs_files(), [sys.executable, "-c", code]),
         start_new_session=True,
     )
+
+
+async def placed(pod: PodCgroupV1 | PodCgroupV2, pid: int) -> None:
+    """Until `pid` has joined the pod's cgroups (the launcher places itself), up to 4 s."""
+    for _ in range(200):
+        if pid in pod.pids():
+            return
+        await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def launched(pod: PodCgroupV1 | PodCgroupV2, code: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`launch`, killed and reaped at exit if still running."""
+    leader = launch(pod, code)
+    try:
+        yield leader
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
 
 
 @pytest.mark.e2e
@@ -231,12 +255,8 @@ def cpu_cgroup_of(pid: int) -> str:
 @needs_real
 async def test_real_demote_makes_the_pods_cpu_idle(real_pod: PodCgroupV1 | PodCgroupV2) -> None:
     real_pod.create(Limits(cpu_millis=100, memory_bytes=64 << 20, cpu_request_millis=100))
-    leader = launch(real_pod, "import time; time.sleep(60)")
-    try:
-        for _ in range(200):
-            if leader.pid in real_pod.pids():
-                break
-            await asyncio.sleep(0.02)
+    with launched(real_pod, "import time; time.sleep(60)") as leader:
+        await placed(real_pod, leader.pid)
         assert real_pod.demote()
         assert not real_pod.demote()  # once is enough
         if isinstance(real_pod, PodCgroupV2):
@@ -254,15 +274,6 @@ async def test_real_demote_makes_the_pods_cpu_idle(real_pod: PodCgroupV1 | PodCg
         await real_pod.remove()
         if isinstance(real_pod, PodCgroupV1):
             assert real_pod.demoted_cpu is not None and not real_pod.demoted_cpu.exists()
-    finally:
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
-        if isinstance(real_pod, PodCgroupV1) and real_pod.demoted_cpu is not None:
-            top = real_pod.demoted_cpu.parent.parent
-            for path in (top / "node", top):
-                if path.exists() and top.name.startswith("shoal-test-"):
-                    os.rmdir(path)
 
 
 @pytest.mark.e2e
@@ -272,12 +283,8 @@ async def test_real_run_placed_demoted_from_its_start(real_pod: PodCgroupV1 | Po
         pytest.skip("no v1 cpu hierarchy: nothing to demote into")
     real_pod.create(Limits(cpu_millis=100, memory_bytes=64 << 20, cpu_request_millis=100))
     assert real_pod.demote_before_start()
-    leader = launch(real_pod, "import time; time.sleep(60)")
-    try:
-        for _ in range(200):
-            if leader.pid in real_pod.pids():
-                break
-            await asyncio.sleep(0.02)
+    with launched(real_pod, "import time; time.sleep(60)") as leader:
+        await placed(real_pod, leader.pid)
         assert leader.pid in real_pod.pids()
         if isinstance(real_pod, PodCgroupV2):
             assert (real_pod.path / "cpu.idle").read_text().strip() == "1"
@@ -291,13 +298,3 @@ async def test_real_run_placed_demoted_from_its_start(real_pod: PodCgroupV1 | Po
         await real_pod.kill_all(within=5)
         assert leader.wait(timeout=5) == -9
         await real_pod.remove()
-    finally:
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
-        await real_pod.remove()
-        if isinstance(real_pod, PodCgroupV1) and real_pod.demoted_cpu is not None:
-            top = real_pod.demoted_cpu.parent.parent
-            for path in (top / "node", top):
-                if path.exists() and top.name.startswith("shoal-test-"):
-                    os.rmdir(path)

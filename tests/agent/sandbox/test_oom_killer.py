@@ -6,11 +6,12 @@ away, and a release hands the kills back to the kernel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -82,13 +83,21 @@ async def pod() -> AsyncIterator[PodCgroupV1]:
                     os.rmdir(path)
 
 
-def launch(pod: PodCgroupV1, code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@contextlib.contextmanager
+def launched(pod: PodCgroupV1, code: str) -> Iterator[subprocess.Popen[str]]:
+    """`code` running in the pod's cgroups; killed and reaped at exit if still running."""
+    leader = subprocess.Popen(
         launcher_argv(pod.procs_files(), [sys.executable, "-c", code]),
         start_new_session=True,
         stdout=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield leader
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
 
 
 def control(pod: PodCgroupV1) -> dict[str, int]:
@@ -100,6 +109,16 @@ def take_over(pod: PodCgroupV1) -> AgentOomKiller:
     killer = AgentOomKiller.take_over(pod.dirs["memory"])
     assert killer is not None, "the kernel refused to hand over OOM kills"
     return killer
+
+
+@pytest.fixture
+def killer(pod: PodCgroupV1) -> Iterator[AgentOomKiller]:
+    """The agent's killer for `pod`, closed at the end."""
+    taken = take_over(pod)
+    try:
+        yield taken
+    finally:
+        taken.close()
 
 
 ALLOCATE = "b = bytearray(128 << 20)\nprint('survived', flush=True)"
@@ -126,10 +145,10 @@ PARENT = (
 
 @pytest.mark.e2e
 @needs_v1
-async def test_the_agent_kills_at_the_limit_and_the_kernel_does_not(pod: PodCgroupV1) -> None:
-    killer = take_over(pod)
-    leader = launch(pod, ALLOCATE)
-    try:
+async def test_the_agent_kills_at_the_limit_and_the_kernel_does_not(
+    pod: PodCgroupV1, killer: AgentOomKiller
+) -> None:
+    with launched(pod, ALLOCATE) as leader:
         await killer.wait(30)
         assert control(pod)["under_oom"] == 1  # the allocator waits, the kernel did not kill
         assert await killer.resolve()
@@ -138,28 +157,17 @@ async def test_the_agent_kills_at_the_limit_and_the_kernel_does_not(pod: PodCgro
         assert control(pod)["oom_kill"] == 0  # no kernel kill, so no kernel log line
         assert control(pod)["under_oom"] == 0
         assert not await killer.resolve()  # nothing pending: nobody else dies
-    finally:
-        killer.close()
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
 
 
 @pytest.mark.e2e
 @needs_v1
-async def test_only_the_largest_process_dies(pod: PodCgroupV1) -> None:
-    killer = take_over(pod)
-    parent = launch(pod, PARENT)
-    try:
+async def test_only_the_largest_process_dies(pod: PodCgroupV1, killer: AgentOomKiller) -> None:
+    with launched(pod, PARENT) as parent:
         await killer.wait(30)
         assert await killer.resolve()
         assert parent.stdout is not None
         assert parent.stdout.readline().split() == ["child", "signal", "9"]
         assert parent.poll() is None  # the small parent lives on, as with the kernel's killer
-    finally:
-        killer.close()
-        parent.kill()
-        parent.wait()
 
 
 def agent_killed_after_taking_over(pod: PodCgroupV1) -> None:
@@ -180,8 +188,7 @@ def agent_killed_after_taking_over(pod: PodCgroupV1) -> None:
 @needs_v1
 async def test_a_pending_oom_is_resolved_by_the_next_agent(pod: PodCgroupV1) -> None:
     agent_killed_after_taking_over(pod)
-    leader = launch(pod, ALLOCATE)
-    try:
+    with launched(pod, ALLOCATE) as leader:
         deadline = time.monotonic() + 30
         while control(pod)["under_oom"] != 1:  # the allocator waits at the limit, unkilled
             assert time.monotonic() < deadline and leader.poll() is None
@@ -196,64 +203,43 @@ async def test_a_pending_oom_is_resolved_by_the_next_agent(pod: PodCgroupV1) -> 
             await second.wait(0.2)
         second.close()
         assert killed and second.kills == 1 and leader.wait(timeout=10) == -9
-    finally:
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
 
 
 @pytest.mark.e2e
 @needs_v1
-async def test_a_pod_below_its_limit_is_left_alone(pod: PodCgroupV1) -> None:
-    killer = take_over(pod)
-    leader = launch(
-        pod, "b = bytearray(16 << 20)\nprint('fine', flush=True)\nimport time; time.sleep(30)"
-    )
-    try:
+async def test_a_pod_below_its_limit_is_left_alone(
+    pod: PodCgroupV1, killer: AgentOomKiller
+) -> None:
+    code = "b = bytearray(16 << 20)\nprint('fine', flush=True)\nimport time; time.sleep(30)"
+    with launched(pod, code) as leader:
         assert leader.stdout is not None and leader.stdout.readline().strip() == "fine"
         await killer.wait(0.2)
         assert not await killer.resolve() and leader.poll() is None
-    finally:
-        killer.close()
-        leader.kill()
-        leader.wait()
 
 
 @pytest.mark.e2e
 @needs_v1
-async def test_a_release_hands_the_kill_back_to_the_kernel(pod: PodCgroupV1) -> None:
-    killer = take_over(pod)
-    leader = launch(pod, ALLOCATE)
-    try:
+async def test_a_release_hands_the_kill_back_to_the_kernel(
+    pod: PodCgroupV1, killer: AgentOomKiller
+) -> None:
+    with launched(pod, ALLOCATE) as leader:
         await killer.wait(30)
         assert control(pod)["under_oom"] == 1
         killer.release()  # as before a stop, or when the watch failed
         assert leader.wait(timeout=10) == -9  # the kernel killed the waiting allocator
         assert control(pod)["oom_kill_disable"] == 0
         assert not await killer.resolve() and killer.kills == 0
-    finally:
-        killer.close()
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
 
 
 @pytest.mark.e2e
 @needs_v1
 async def test_a_task_waiting_at_the_limit_does_not_stall_a_kill_of_the_pod(
-    pod: PodCgroupV1,
+    pod: PodCgroupV1, killer: AgentOomKiller
 ) -> None:
-    killer = take_over(pod)
-    leader = launch(pod, ALLOCATE)
-    try:
+    with launched(pod, ALLOCATE) as leader:
         await killer.wait(30)
         assert control(pod)["under_oom"] == 1  # waiting in the kernel: it cannot be frozen
         started = time.monotonic()
         await pod.kill_all(within=5)  # raised after 5 s before kill_all released the hold
         assert time.monotonic() - started < 5
         assert leader.wait(timeout=10) == -9 and not pod.pids()
-    finally:
-        killer.close()
-        if leader.poll() is None:
-            leader.kill()
-            leader.wait()
