@@ -54,6 +54,7 @@ from sandbox_neighbour import (
 )
 
 from shoal.agent.sandbox.cgroupfs import parse_mountinfo
+from shoal.agent.sandbox.cgroups import release_oom_kills
 
 KNOBS = ("exclusive", "idle", "podidle", "longslice", "schedidle", "kernelkill")
 LONG_SLICE_NS = 100_000_000  # the kernel's maximum custom slice
@@ -108,8 +109,7 @@ def applied(knobs: set[str], neighbour: int, noisy: int, mounts: dict[str, str])
         if "kernelkill" in knobs:
             if "memory" not in mounts:
                 raise RuntimeError("`kernelkill` needs cgroup v1's memory hierarchy")
-            memory = v1_cgroup(noisy, "memory", Path(mounts["memory"]))
-            (memory / "memory.oom_control").write_text("0")
+            release_oom_kills(v1_cgroup(noisy, "memory", Path(mounts["memory"])))
         if "exclusive" in knobs:
             everything = set(range(os.cpu_count() or 1))
             for tid in threads(neighbour):

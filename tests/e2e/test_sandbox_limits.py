@@ -138,10 +138,7 @@ def test_a_process_over_its_memory_limit_is_oom_killed_and_restarted(
     assert pod.status.last_state is not None and pod.status.last_state.signal == 9
     previous = pod_log(server, pod.metadata.name, previous="true")
     assert "allocating 128 MiB" in previous and "still alive" not in previous
-    events = server.client.list(Event, "default").items
-    assert any(
-        e.reason == "OOMKilled" and e.involved_object.name == pod.metadata.name for e in events
-    )
+    assert has_event(server, pod.metadata.name, "OOMKilled")
     # Its next run yields the CPU (sandbox.demotion), and the pod says so.
     wait_for("a Demoted event", lambda: has_event(server, pod.metadata.name, "Demoted"))
     delete_and_wait(server, "hog")
