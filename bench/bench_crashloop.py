@@ -1,7 +1,9 @@
 """Crash loops: N pods that all exit at once (chaos scenario 8's part d, alone). Prints the API
 latency a prober sees (GET of one Deployment every 50 ms: p50/p99/max) and the CPU of the
 `shoal server` process, per phase: the ramp (apply -> every pod restarted at least once), a
-steady window of crash-looping, and the delete (-> every pod gone).
+steady window of crash-looping (its CPU also per restart: the control plane's cost of one
+restart, the agent's and the controllers' writes and all they set off, the prober included),
+and the delete (-> every pod gone).
 
     .venv/bin/python bench/bench_crashloop.py [--pods 500] [--steady 60] [--profile out.txt]
 
@@ -53,15 +55,17 @@ class Phase:
         self.cpu = times.user + times.system
         self.began = time.monotonic()
 
-    def end(self) -> str:
+    def end(self, restarts: int | None = None) -> str:
         seconds = time.monotonic() - self.began
         times = self.server.cpu_times()
         cpu = times.user + times.system - self.cpu
         got = self.prober.latencies[self.first :]
+        each = f", {cpu / restarts * 1000:.0f} ms per restart ({restarts})" if restarts else ""
         return (
             f"{self.name:7s} {seconds:5.0f}s  reads {len(got):5d}  p50 "
             f"{percentile(got, 0.5) * 1000:5.0f} ms  p99 {percentile(got, 0.99) * 1000:5.0f} ms  "
             f"max {max(got, default=0) * 1000:5.0f} ms  server CPU {cpu / seconds * 100:3.0f} %"
+            f"{each}"
         )
 
 
@@ -108,17 +112,21 @@ async def main(args: argparse.Namespace) -> None:
                 )
             return bool(restarted == args.pods)
 
+        async def restarts() -> int:
+            pods = await list_items(cluster.client, "pods", "app=crasher")
+            return sum((p.get("status") or {}).get("restartCount", 0) for p in pods)
+
         took = await wait_for(looping, 180, interval=1.0)
         lines.append(ramp.end() + ("" if took is not None else "  (not all looped in 180 s)"))
         steady = Phase("steady", prober, server)
+        before = await restarts()
         steady.start()
         await asyncio.sleep(args.steady)
-        lines.append(steady.end())
+        lines.append(steady.end(restarts=await restarts() - before))
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
             await asyncio.to_thread(spy.wait, 30)
-        counts = await list_items(cluster.client, "pods", "app=crasher")
-        restarts = sum((p.get("status") or {}).get("restartCount", 0) for p in counts)
+        counted = await restarts()
         events = await list_items(cluster.client, "events")
         delete = Phase("delete", prober, server)
         delete.start()
@@ -134,7 +142,7 @@ async def main(args: argparse.Namespace) -> None:
         lines.append(whole.end())
         await prober.stop()
         print(f"{args.pods} crash-looping pods; load average {psutil.getloadavg()[0]:.1f}")
-        print(f"restarts counted {restarts}; Event objects {len(events)}")
+        print(f"restarts counted {counted}; Event objects {len(events)}")
         print(f"probe failures: {len(prober.failures)} {prober.failures[:3]}")
         for line in lines:
             print(line)

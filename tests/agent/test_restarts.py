@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.agent.drivers.base import ExitStatus
-from shoal.agent.restarts import Backoff, RestartHistory, RestartPolicy, next_restart
+from shoal.agent.restarts import (
+    RESTART_SETTLE_SECONDS,
+    Backoff,
+    RestartHistory,
+    RestartPolicy,
+    next_restart,
+    settle_seconds,
+)
 
 
 def exit_after(seconds: float, code: int | None = 1, signal: int | None = None) -> ExitStatus:
@@ -81,3 +88,8 @@ def test_delay_is_bounded(exponent: int, ran: float, now_after: float) -> None:
     )
     assert 0 <= decision.delay_seconds <= backoff.max_seconds
     assert decision.restart_at >= exit.finished_at + backoff.initial_seconds
+
+
+def test_only_a_restarted_run_settles_before_it_may_be_ready() -> None:
+    assert settle_seconds(0) == 0.0  # a rollout waits on a pod's first run
+    assert settle_seconds(1) == settle_seconds(7) == RESTART_SETTLE_SECONDS > 0

@@ -218,6 +218,42 @@ async def test_an_exit_backs_off_restarts_and_counts(rig: Rig) -> None:
     assert current.status.reason is None and current.status.pid != pid
 
 
+async def test_a_restart_that_dies_at_once_is_never_routed_and_costs_one_write(rig: Rig) -> None:
+    versions: list[tuple[int, bool]] = []  # every version of the pod the API sent
+    rig.ctx.pods.add_handler(
+        lambda _kind, pod: versions.append((pod.status.restart_count, pod.status.ready))
+    )
+    pod = await rig.create("web", service=True)
+    rig.run(pod)
+    await eventually(lambda: rig.ready("web"))
+    port = (await rig.pod("web")).status.host_port
+    uid = pod.metadata.uid or ""
+
+    def starts() -> int:
+        return len([c for c in rig.driver.calls if c[0] == "start"])
+
+    def crash() -> int:
+        (pid,) = rig.driver.alive
+        rig.driver.exit(TaskHandle("fake", uid, pid, pid, 0, 0), code=3)
+        return pid
+
+    crash()
+    await eventually(lambda: starts() == 2)
+    crashed_at_once = crash()  # well within RESTART_SETTLE_SECONDS of its start
+    await eventually(lambda: starts() == 3)
+
+    async def ready_again() -> bool:
+        current = await rig.pod("web")
+        return current.status.ready and current.status.restart_count == 2
+
+    await eventually(ready_again)  # the third run lives: it settles, then it is Ready
+    assert versions.count((1, False)) == 1, f"one write for the short run: {versions}"
+    assert (1, True) not in versions
+    routed = [i for i, e in enumerate(rig.log) if e == ("envoy", {port: False})]
+    stopped = rig.log.index(("stop", crashed_at_once))
+    assert len(routed) == 2 and routed[0] < stopped < routed[1], f"routed: {rig.log}"
+
+
 async def test_a_start_failure_is_reported_and_retried(rig: Rig) -> None:
     rig.driver.fail_next_start = StartError("ExecutableNotFound", "serve: not found in PATH")
     rig.run(await rig.create("web"))

@@ -15,6 +15,7 @@ restart at `decision.restart_at` or sets the terminal phase.
 Defaults (shoal's, faster than Kubernetes' 10 s .. 5 min because a process starts in
 milliseconds, not after an image pull): first restart after 0.5 s, doubling, capped at 30 s,
 reset after a run of 10 s. An exit whose code is unknown (an adopted process) counts as a failure.
+`settle_seconds(restart_count)`: how long a run must last before the worker lets it be Ready.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+# A restarted run is Ready (routed, counted by its ReplicaSet) only once it has run this long and
+# its readiness probe passes. A process that dies at once then never takes a request, and a
+# crash loop costs one pod status write per restart instead of flipping the pod, its
+# ReplicaSet's and its Deployment's readiness twice each (the start write lingers as long,
+# podwrites.LINGER_SECONDS, to join the exit's). A pod's first run is not held back.
+RESTART_SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,3 +112,9 @@ def next_restart(
         history=RestartHistory(history.restart_count + 1, exponent + 1),
         phase="Running",
     )
+
+
+def settle_seconds(restart_count: int) -> float:
+    """How long a run must last before it may be Ready: 0 for a pod's first run (a rollout waits
+    on it), RESTART_SETTLE_SECONDS for a restart."""
+    return RESTART_SETTLE_SECONDS if restart_count > 0 else 0.0

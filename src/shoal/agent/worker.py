@@ -41,7 +41,7 @@ from shoal.agent.podwrites import PodWrites
 from shoal.agent.ports import PortsExhaustedError
 from shoal.agent.probes import PodProber, ProbeEvent
 from shoal.agent.records import PodRecord
-from shoal.agent.restarts import RestartHistory, next_restart
+from shoal.agent.restarts import RestartHistory, next_restart, settle_seconds
 from shoal.agent.routing import is_selected
 from shoal.api.meta import find_condition
 from shoal.api.pod import Pod, PodStatus
@@ -80,6 +80,7 @@ class PodWorker:
         self._kill_reason = ""
         self._prober: PodProber | None = None
         self._ready_task: asyncio.Task[None] | None = None
+        self._routable_at = 0.0  # monotonic: when this run may be Ready (see settle_seconds)
         self._writes: set[asyncio.Future[None]] = set()
         self.update(pod)
 
@@ -212,7 +213,11 @@ class PodWorker:
         running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
         address, count = self.ctx.address, history.restart_count
         # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites). A
-        # restart's write lingers: should the process crash at once, one write tells both.
+        # restart's write lingers and the restarted run is Ready no sooner than
+        # RESTART_SETTLE_SECONDS after its start: should the process crash at once, one write
+        # tells both, and the pod never flaps in and out of Envoy, its ReplicaSet's and its
+        # Deployment's status.
+        self._routable_at = time.monotonic() + settle_seconds(count)
         write = partial(running, address=address, restart_count=count)
         self._later(self.writes.status(write, linger=count > 0))
         # One message for every start, so a restart bumps the count of one Event (the pid is
@@ -316,8 +321,8 @@ class PodWorker:
         if event.kind != "readiness":
             return
         if event.success:
-            self.ctx.locally_ready.add(self.uid)
-            self.ctx.routing_changed()
+            if time.monotonic() >= self._routable_at:
+                self._route()
             if self._ready_task is None or self._ready_task.done():
                 self._ready_task = asyncio.create_task(self._become_ready())
             return
@@ -326,9 +331,19 @@ class PodWorker:
         failed = partial(podstatus.not_ready, reason="ReadinessProbeFailed")
         await self._write_status(partial(failed, message=event.message))
 
+    def _route(self) -> None:
+        """The data plane may send this run traffic (once it passed its readiness probe)."""
+        if self.uid not in self.ctx.locally_ready:
+            self.ctx.locally_ready.add(self.uid)
+            self.ctx.routing_changed()
+
     async def _become_ready(self) -> None:
         """Ready only once Envoy routes to the pod (or no Service selects it); one write sets
-        ContainersReady and Ready."""
+        ContainersReady and Ready. A restarted run first settles (cancelled with the run)."""
+        settling = self._routable_at - time.monotonic()
+        if settling > 0:
+            await asyncio.sleep(settling)
+            self._route()
         while not self.deleting.is_set():
             if not is_selected(self.ctx.services.items(), self.pod):
                 break
