@@ -90,6 +90,8 @@ def test_delay_is_bounded(exponent: int, ran: float, now_after: float) -> None:
     assert decision.restart_at >= exit.finished_at + backoff.initial_seconds
 
 
-def test_only_a_restarted_run_settles_before_it_may_be_ready() -> None:
-    assert settle_seconds(0) == 0.0  # a rollout waits on a pod's first run
-    assert settle_seconds(1) == settle_seconds(7) == RESTART_SETTLE_SECONDS > 0
+def test_only_a_run_after_a_short_one_settles_before_it_may_be_ready() -> None:
+    stable = Backoff().stable_after_seconds
+    assert settle_seconds(None) == 0.0  # a pod's first run: a rollout waits on it
+    assert settle_seconds(stable) == settle_seconds(600.0) == 0.0  # after a kill of a stable run
+    assert settle_seconds(0.1) == settle_seconds(stable - 0.01) == RESTART_SETTLE_SECONDS > 0

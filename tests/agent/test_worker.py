@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,9 +233,10 @@ async def test_a_restart_that_dies_at_once_is_never_routed_and_costs_one_write(r
     def starts() -> int:
         return len([c for c in rig.driver.calls if c[0] == "start"])
 
-    def crash() -> int:
+    def crash() -> int:  # a run that lasted no time at all
         (pid,) = rig.driver.alive
-        rig.driver.exit(TaskHandle("fake", uid, pid, pid, 0, 0), code=3)
+        now = time.time()
+        rig.driver.exit(TaskHandle("fake", uid, pid, pid, now, now), code=3)
         return pid
 
     crash()

@@ -15,7 +15,7 @@ restart at `decision.restart_at` or sets the terminal phase.
 Defaults (shoal's, faster than Kubernetes' 10 s .. 5 min because a process starts in
 milliseconds, not after an image pull): first restart after 0.5 s, doubling, capped at 30 s,
 reset after a run of 10 s. An exit whose code is unknown (an adopted process) counts as a failure.
-`settle_seconds(restart_count)`: how long a run must last before the worker lets it be Ready.
+`settle_seconds(last_run_seconds)`: how long a run must last before the worker lets it be Ready.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
-# A restarted run is Ready (routed, counted by its ReplicaSet) only once it has run this long and
-# its readiness probe passes. A process that dies at once then never takes a request, and a
-# crash loop costs one pod status write per restart instead of flipping the pod, its
-# ReplicaSet's and its Deployment's readiness twice each (the start write lingers as long,
-# podwrites.LINGER_SECONDS, to join the exit's). A pod's first run is not held back.
+# A run that follows a short one (the pod is crash-looping) is Ready (routed, counted by its
+# ReplicaSet) only once it has run this long and its readiness probe passes. A process that dies
+# at once then never takes a request, and a crash loop costs one pod status write per restart
+# instead of flipping the pod's, its ReplicaSet's and its Deployment's readiness twice each (the
+# start write lingers as long, podwrites.LINGER_SECONDS, to join the exit's). A pod's first run
+# and a restart after a stable run (a kill, a liveness restart) are not held back.
 RESTART_SETTLE_SECONDS = 1.0
 
 
@@ -97,8 +98,7 @@ def next_restart(
             history=history,
             phase=phase,
         )
-    ran_for = exit.finished_at - exit.started_at
-    exponent = 0 if ran_for >= backoff.stable_after_seconds else history.exponent
+    exponent = 0 if exit.ran_for >= backoff.stable_after_seconds else history.exponent
     delay = backoff.delay(exponent)
     # What is left of the delay since the exit, computed without `(finished + delay) - now`,
     # whose rounding could exceed the cap.
@@ -114,7 +114,10 @@ def next_restart(
     )
 
 
-def settle_seconds(restart_count: int) -> float:
-    """How long a run must last before it may be Ready: 0 for a pod's first run (a rollout waits
-    on it), RESTART_SETTLE_SECONDS for a restart."""
-    return RESTART_SETTLE_SECONDS if restart_count > 0 else 0.0
+def settle_seconds(last_run_seconds: float | None, backoff: Backoff = DEFAULT_BACKOFF) -> float:
+    """How long a run must last before it may be Ready, given how long the pod's last run lasted
+    (None: this is its first run): RESTART_SETTLE_SECONDS after a run shorter than the
+    back-off's `stable_after_seconds`, else 0."""
+    if last_run_seconds is None or last_run_seconds >= backoff.stable_after_seconds:
+        return 0.0
+    return RESTART_SETTLE_SECONDS

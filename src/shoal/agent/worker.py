@@ -144,7 +144,8 @@ class PodWorker:
                     if await self._sleep_unless_deleting(decision.delay_seconds):
                         break
                     self.logs.new_run()
-                started = await self._start(record, history)
+                ran = None if start_failed or last_exit is None else last_exit.ran_for
+                started = await self._start(record, history, settle_seconds(ran))
                 if finalizer is not None and not await finalizer:
                     if not isinstance(started, ExitStatus):
                         await started[0].stop(started[1], 0)
@@ -190,7 +191,10 @@ class PodWorker:
         self._record_exit(recovered)
         return None, recovered
 
-    async def _start(self, record: PodRecord, history: RestartHistory) -> Run | ExitStatus:
+    async def _start(
+        self, record: PodRecord, history: RestartHistory, settle: float
+    ) -> Run | ExitStatus:
+        """Start a run that may be Ready no sooner than `settle` seconds after its start."""
         pod = self.pod
         began = time.time()
         chosen = self.ctx.drivers.for_pod(pod)
@@ -213,11 +217,10 @@ class PodWorker:
         running = partial(podstatus.running, handle=started, ports=ports, primary=primary)
         address, count = self.ctx.address, history.restart_count
         # Not awaited: the app starts meanwhile; later writes queue behind it (PodWrites). A
-        # restart's write lingers and the restarted run is Ready no sooner than
-        # RESTART_SETTLE_SECONDS after its start: should the process crash at once, one write
-        # tells both, and the pod never flaps in and out of Envoy, its ReplicaSet's and its
-        # Deployment's status.
-        self._routable_at = time.monotonic() + settle_seconds(count)
+        # restart's write lingers, and a crash-looping pod's run settles before it is Ready
+        # (restarts.settle_seconds): should the process crash at once, one write tells both,
+        # and the pod never flaps in and out of Envoy and its owners' status.
+        self._routable_at = time.monotonic() + settle
         write = partial(running, address=address, restart_count=count)
         self._later(self.writes.status(write, linger=count > 0))
         # One message for every start, so a restart bumps the count of one Event (the pid is

@@ -91,6 +91,11 @@ class ExitStatus:
     def succeeded(self) -> bool:
         return self.exit_code == 0 and self.signal is None
 
+    @property
+    def ran_for(self) -> float:
+        """Seconds from the start to the end of the run."""
+        return self.finished_at - self.started_at
+
 
 @dataclass(frozen=True)
 class TaskHandle:
