@@ -13,6 +13,7 @@ from shoal.agent.routing import (
     build_routing,
     endpoint_state,
     is_selected,
+    may_route,
     node_addresses,
     service_listener,
     target_port,
@@ -162,3 +163,14 @@ def test_node_addresses() -> None:
     node = Node.new("n1", None)
     node.status.address = "10.1.1.1"
     assert node_addresses([node]) == {"n1": "10.1.1.1"}
+
+
+def test_only_a_pod_a_service_selects_before_or_after_its_change_may_route() -> None:
+    web = [service("web", 18080)]
+    worker, relabelled = pod("w", app="worker"), pod("w", app="web")
+    assert not may_route(web, (None, worker))  # a crash-looping worker: no recompute
+    assert not may_route(web, (worker, worker))
+    assert not may_route([], (relabelled, relabelled))
+    assert may_route(web, (None, relabelled))  # it joins
+    assert may_route(web, (relabelled, worker))  # it leaves: its endpoint must go
+    assert may_route(web, (worker, relabelled))

@@ -105,6 +105,14 @@ def selects(service: Service, pod: Pod) -> bool:
     return all(labels.get(key) == value for key, value in service.spec.selector.items())
 
 
+def may_route(services: Iterable[Service], versions: Iterable[Pod | None]) -> bool:
+    """Whether a pod whose version changed from one to the other of `versions` can change the
+    routing table: a Service selects either version. A pod no Service selects (a crash-looping
+    worker, a batch job) changes nothing that routes, however often it is written."""
+    pods = [pod for pod in versions if pod is not None]
+    return any(selects(service, pod) for service in services for pod in pods)
+
+
 def target_port(service: Service, pod: Pod) -> int | None:
     """The host port a Service sends this pod's traffic to (None: the pod has no such port)."""
     target = service.spec.target_port

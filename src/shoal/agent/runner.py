@@ -3,8 +3,9 @@
 `Agent.run(stop)` is called by `shoal agent` and by `shoal server` (the embedded agent); both
 talk to the API only through the client. On start it registers the Node, starts (or re-adopts)
 Envoy, waits for its caches, stops processes whose pods no longer exist, and then runs one
-`PodWorker` per pod bound here. Every change of Pods, Services or Nodes invalidates the routing
-table, which the data plane recomputes (a pure function, `routing.build_routing`) and applies.
+`PodWorker` per pod bound here. Every change of Services, Nodes or a Pod a Service selects
+(`routing.may_route`) invalidates the routing table, which the data plane recomputes (a pure
+function, `routing.build_routing`) and applies.
 Nothing is applied to Envoy before every cache is synced: a half-filled cache after a restart
 would otherwise withdraw endpoints that are serving.
 
@@ -43,6 +44,7 @@ from shoal.agent.routing import (
     Membership,
     ServiceRouteBuilder,
     build_routing,
+    may_route,
     node_addresses,
 )
 from shoal.agent.sandbox.availability import sandbox_available
@@ -191,6 +193,7 @@ class Agent:
         self._stopping = False
         self._addresses: dict[str, str] = {}
         self._unscheduled: set[str] = set()  # uids of pods seen without a node
+        self._last_versions: dict[str, Pod] = {}  # each pod's version before its next event
         self.log_max_bytes, self.log_keep = DEFAULT_MAX_BYTES, DEFAULT_KEEP
         self.log_check_seconds = LOG_CHECK_SECONDS
 
@@ -245,7 +248,12 @@ class Agent:
 
     # -- pods -----------------------------------------------------------------------------------
     def _on_pod(self, kind: EventKind, pod: Pod) -> None:
-        self.routing_changed()
+        uid = pod.metadata.uid or ""
+        before = self._last_versions.pop(uid, None)
+        if kind != "DELETED":
+            self._last_versions[uid] = pod
+        if may_route(self.services.items(), (before, pod)):
+            self.routing_changed()
         if pod.spec.node_name is None and kind != "DELETED":
             self._unscheduled.add(pod.metadata.uid or "")
         elif kind == "DELETED" or pod.spec.node_name != self.node_name:
