@@ -37,10 +37,12 @@ TALK = (
     "    print('tick', n, flush=True)\n"
     "    time.sleep(0.05)\n"
 )
+# Each run lasts 2 s: a restarted run's Running status (its pid) is written once the run has
+# lasted the second its start write lingers (podwrites.LINGER_SECONDS), or with its exit.
 CRASH = (
     "import os, time\n"
     "print('run of pid', os.getpid(), flush=True)\n"
-    "time.sleep(0.3)\n"
+    "time.sleep(2.0)\n"
     "raise SystemExit(3)\n"
 )
 
