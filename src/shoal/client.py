@@ -15,6 +15,7 @@ when the server closes the stream; resuming from the last revision is the caller
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json as jsonlib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -191,7 +192,7 @@ class WatchDecoder(Generic[R]):
         return TypedEvent(cast(WatchType, kind), decode_object(self.cls, obj), revision)
 
 
-def _unavailable(base_url: str, error: httpx.TransportError) -> Unavailable:
+def _unavailable(base_url: str, error: httpx.TransportError | TimeoutError) -> Unavailable:
     return Unavailable(
         f"cannot reach the shoal server at {base_url} ({error!r}); "
         "is `shoal server` running and --server/SHOAL_SERVER right?"
@@ -199,11 +200,23 @@ def _unavailable(base_url: str, error: httpx.TransportError) -> Unavailable:
 
 
 class AsyncClient:
-    """asyncio client; one connection pool per instance. Use `async with` or `close()`."""
+    """asyncio client; one connection pool per instance. Use `async with` or `close()`.
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    `app`: the server's own ASGI app, when this client runs in the server's process (the
+    controllers and the embedded agent of `shoal server`). Requests other than watches are then
+    handed to the app in this event loop: the same routes, validation and admission, without
+    the HTTP round trip (sockets, the connection pool, parsing on both ends: about half of
+    what a crash-looping pod's restart cost the server, docs/reliability.md). Watches stream
+    over HTTP, as the app's streaming answers need a real connection."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, *, app: Any = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        self._calls = self._http
+        if app is not None:
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            self._calls = httpx.AsyncClient(base_url=self.base_url, transport=transport)
         self._watch_timeout = httpx.Timeout(timeout, read=max(timeout, WATCH_READ_TIMEOUT))
 
     async def __aenter__(self) -> AsyncClient:
@@ -214,6 +227,7 @@ class AsyncClient:
 
     async def close(self) -> None:
         await self._http.aclose()
+        await self._calls.aclose()
 
     async def _run(self, call: _Call[T]) -> T:
         return call.decode(await self.request_json(call.method, call.path, call.body, call.params))
@@ -222,8 +236,10 @@ class AsyncClient:
         self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None
     ) -> Any:
         try:
-            response = await self._http.request(method, path, json=json, params=params)
-        except httpx.TransportError as error:
+            # The app in this process has no socket timeouts: a hung answer ends here instead.
+            async with asyncio.timeout(self._timeout):
+                response = await self._calls.request(method, path, json=json, params=params)
+        except (httpx.TransportError, TimeoutError) as error:
             raise _unavailable(self.base_url, error) from error
         raise_for_status(response)
         return response.json() if response.content else None

@@ -1,9 +1,11 @@
 """`shoal server`: the whole control plane in one process, and by default a node agent too.
 
 API server (uvicorn in this event loop) over the SQLite store, the controllers and scheduler,
-and the embedded agent. The controllers and the agent reach the API over HTTP with the same
-client a remote component would use (DESIGN rule 1): running them elsewhere is a deployment
-choice, not a rewrite.
+and the embedded agent. The controllers and the agent reach the API with the same client a
+remote component would use (DESIGN rule 1): running them elsewhere is a deployment choice, not
+a rewrite. In this process that client hands its requests to the app directly and only its
+watches go over HTTP (`AsyncClient(app=...)`): the same routes, validation and admission,
+without a socket round trip per write.
 
 SIGINT/SIGTERM shut down in dependency order: the agent stops its pods and Envoy (nothing is
 left running), then the controllers, then the API, then the store. kill -9 leaves pods and
@@ -21,11 +23,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from shoal.agent.runner import Agent, default_node_name
 from shoal.client import AsyncClient
 from shoal.controllers.manager import run_controllers
+from shoal.server.app import create_app
 from shoal.server.pods_routes import pods_router
-from shoal.server.serve import serve_api
+from shoal.server.serve import serve_app
 from shoal.server.toggles_routes import toggles_router
 from shoal.store.sqlite import SqliteStore
 
@@ -50,12 +55,10 @@ def server_url(listen: str) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
 
-async def _start_api(store: SqliteStore, listen: str) -> asyncio.Task[None]:
+async def _start_api(app: FastAPI, listen: str) -> asyncio.Task[None]:
     host, port = parse_listen(listen)
     ready = asyncio.Event()
-    api = asyncio.create_task(
-        serve_api(store, host, port, extra_routers=[toggles_router(), pods_router()], ready=ready)
-    )
+    api = asyncio.create_task(serve_app(app, host, port, ready=ready))
     waiter = asyncio.ensure_future(ready.wait())
     await asyncio.wait({api, waiter}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
@@ -81,13 +84,14 @@ async def serve(
     data_dir = Path(os.path.abspath(data_dir))  # noqa: ASYNC240 - once, at start
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(data_dir / "shoal.db")
+    app = create_app(store, extra_routers=[toggles_router(), pods_router()])
     try:
-        api = await _start_api(store, listen)
+        api = await _start_api(app, listen)
     except ListenError:
         await store.close()
         raise
     url = server_url(listen)
-    client = AsyncClient(url)
+    client = AsyncClient(url, app=app)  # the same API, in this process without HTTP but watches
     parts_stop = asyncio.Event()
     controllers = asyncio.create_task(run_controllers(client, stop=parts_stop))
     agent_stop = asyncio.Event()

@@ -1,5 +1,6 @@
-"""Running the API server: `serve_api(store, host, port)` runs uvicorn inside the current
-event loop, so the same process can run controllers and the agent; cancelling the task (or
+"""Running the API server: `serve_api(store, host, port)` (or `serve_app(app, host, port)` for
+an app the caller keeps, e.g. to hand it to its own in-process clients) runs uvicorn inside the
+current event loop, so the same process can run controllers and the agent; cancelling the task (or
 SIGINT/SIGTERM when run as `python -m shoal.server.serve`) shuts it down gracefully: open
 watch streams are closed, in-flight requests finish.
 
@@ -14,7 +15,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from shoal.server.app import create_app
 from shoal.store.base import Store
@@ -39,8 +40,14 @@ async def serve_api(
     extra_routers: Sequence[APIRouter] = (),
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Serve until cancelled. `ready` is set once the socket is listening."""
-    app = create_app(store, extra_routers=extra_routers)
+    """Serve the API over `store` until cancelled. `ready` is set once the socket is listening."""
+    await serve_app(create_app(store, extra_routers=extra_routers), host, port, ready=ready)
+
+
+async def serve_app(
+    app: FastAPI, host: str, port: int, *, ready: asyncio.Event | None = None
+) -> None:
+    """Serve an app made by `create_app` until cancelled (`serve_api`)."""
     config = uvicorn.Config(
         app,
         host=host,
