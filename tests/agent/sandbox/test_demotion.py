@@ -147,6 +147,29 @@ async def test_a_run_after_a_recent_kill_starts_demoted(fast_polls: None) -> Non
     assert cgroup.calls == 0  # the launcher placed it: nothing to move
 
 
+async def test_a_demotion_is_announced_once_until_a_run_starts_undemoted(
+    fast_polls: None,
+) -> None:
+    clock, heard = Clock(), []
+    table, cgroup = OomDemotion(clock, notify=lambda uid, _why: heard.append(uid)), StandIn()
+
+    async def run() -> None:  # one run of the pod, from its start to an OOM kill
+        why = table.demote_at_start("a", "pod a", cgroup)
+        watch = watching(table, cgroup, demoted=why)
+        await asyncio.sleep(0.001)
+        cgroup.kills += 1
+        await asyncio.sleep(0.03)
+        watch.cancel()
+
+    await run()  # demoted at its first kill: announced
+    await run()  # a crash loop's next runs start demoted: the same demotion
+    await run()
+    assert heard == ["a"]
+    clock.now += DEMOTION_SECONDS + 1  # no kill for a while: the next run starts undemoted
+    await run()
+    assert heard == ["a", "a"]
+
+
 async def test_a_pod_with_nothing_left_to_move_is_not_announced(fast_polls: None) -> None:
     heard: list[tuple[str, str]] = []
     table = OomDemotion(notify=lambda uid, why: heard.append((uid, why)))

@@ -14,8 +14,9 @@ placed in the idle group by its launcher, so not even its start competes.
 
 Called by the sandbox driver: `demote_at_start` before each start, `watch` beside each pod's
 process until it exits (it also drives the agent's OOM killer on v1, `oom_killer`); `record` is
-told of the OOM kills its exit showed. The agent hears of each demotion (`notify`) and puts a
-Warning Event `Demoted` on the pod.
+told of the OOM kills its exit showed. The agent hears when a pod becomes demoted (`notify`,
+once: not again for each of its runs that starts demoted, until a run starts undemoted) and
+puts a Warning Event `Demoted` on the pod.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class OomDemotion:
         self._clock = clock
         self._notify = notify
         self._last_kill: dict[str, float] = {}
+        self._told: set[str] = set()  # pods whose demotion was announced, until it ends
 
     def record(self, pod_uid: str) -> None:
         """The pod's cgroup showed an OOM kill now. Expired records of other pods (deleted
@@ -53,6 +55,7 @@ class OomDemotion:
         expired = [uid for uid, at in self._last_kill.items() if now - at > DEMOTION_SECONDS]
         for uid in expired:
             del self._last_kill[uid]
+            self._told.discard(uid)
         self._last_kill[pod_uid] = now
 
     def recently_killed(self, pod_uid: str) -> bool:
@@ -64,6 +67,7 @@ class OomDemotion:
         run is placed demoted from its first instruction (`PodCgroup.demote_before_start`).
         The reason to pass to `watch`, or None (not recent, or the kernel cannot: logged)."""
         if not self.recently_killed(pod_uid):
+            self._told.discard(pod_uid)  # its demotion is over: a new one is news again
             return None
         try:
             demoted = cgroup.demote_before_start()
@@ -129,6 +133,9 @@ class OomDemotion:
             self._announce(pod_uid, name, why)
 
     def _announce(self, pod_uid: str, name: str, why: str) -> None:
+        if pod_uid in self._told:  # a crash loop's next run: the same demotion goes on
+            return
+        self._told.add(pod_uid)
         LOG.warning("pod %s demoted to idle CPU priority: %s", name, why)
         if self._notify is not None:
             self._notify(pod_uid, why)
