@@ -9,13 +9,15 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 
 from shoal.api.deployment import Deployment
 from shoal.api.errors import AlreadyExists, Conflict, Gone, Invalid, NotFound, Unavailable
 from shoal.api.node import Node
 from shoal.api.pod import Pod, PodSpec
 from shoal.client import AsyncClient, Client, TypedEvent
-from shoal.server.serve import serve_api
+from shoal.server.app import create_app
+from shoal.server.serve import serve_app
 from shoal.store.memory import MemoryStore
 
 
@@ -26,22 +28,32 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
+async def served() -> AsyncIterator[tuple[str, FastAPI]]:
+    """The API's URL and its app (for clients in the server's process)."""
     ready = asyncio.Event()
     port = free_port()
-    task = asyncio.create_task(
-        serve_api(MemoryStore(history_limit=20), "127.0.0.1", port, ready=ready)
-    )
+    app = create_app(MemoryStore(history_limit=20))
+    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, ready=ready))
     await asyncio.wait_for(ready.wait(), 10)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(url) as api:
+def url(served: tuple[str, FastAPI]) -> str:
+    return served[0]
+
+
+@pytest.fixture(params=["http", "in-process"])
+async def client(
+    request: pytest.FixtureRequest, served: tuple[str, FastAPI]
+) -> AsyncIterator[AsyncClient]:
+    """Every AsyncClient test runs over HTTP and as the server's own components use it (calls
+    handed to the app, watches over HTTP)."""
+    url, app = served
+    async with AsyncClient(url, app=app if request.param == "in-process" else None) as api:
         yield api
 
 
@@ -148,3 +160,15 @@ async def test_unreachable_server_is_unavailable() -> None:
     async with AsyncClient(f"http://127.0.0.1:{free_port()}", timeout=2) as api:
         with pytest.raises(Unavailable):
             await api.list(Pod)
+
+
+async def test_in_process_calls_reach_the_app_without_a_socket() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    async with AsyncClient(nowhere, timeout=2, app=create_app(MemoryStore())) as api:
+        created = await api.create(new_pod("a"))
+        assert (await api.get(Pod, "a")).metadata.uid == created.metadata.uid
+        with pytest.raises(Invalid):
+            await api.apply({"kind": "Pod", "metadata": {"name": "b"}, "spec": {"command": []}})
+        with pytest.raises(Unavailable):  # watches stream over HTTP
+            async for _event in api.watch(Pod):
+                break
