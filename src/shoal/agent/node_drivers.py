@@ -44,6 +44,10 @@ def node_drivers(
     drivers: dict[str, Driver] = {"process": ProcessDriver()}
     if sandbox_ok:
         drivers["sandbox"] = SandboxDriver(
-            node_name, masked_dirs=[data_dir], pods_root=data_dir / "pods", on_demoted=on_demoted
+            node_name,
+            masked_dirs=[data_dir],
+            pods_root=data_dir / "pods",
+            on_demoted=on_demoted,
+            oom_ledger_dir=data_dir / "oom-kills",
         )
     return DriverChoice(drivers, choose_driver_rule(sandbox_ok, reason))

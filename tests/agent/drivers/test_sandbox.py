@@ -5,6 +5,8 @@ that hold (fork bomb, OOM), stop leaving nothing behind, re-adoption; translate_
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -545,19 +547,60 @@ AGENT = textwrap.dedent(
     """
     import asyncio, json, sys
     from pathlib import Path
-    from shoal.agent.drivers.base import ProcessSpec
+    from shoal.agent.drivers.base import Limits, ProcessSpec
     from shoal.agent.drivers.sandbox import SandboxDriver
     async def main():
         fields = json.loads(sys.argv[1])
         spec = ProcessSpec(**{**fields, "cwd": Path(fields["cwd"]),
-                              "log_path": Path(fields["log_path"])})
-        driver = SandboxDriver("node-t", cgroup_parent=sys.argv[2])
+                              "log_path": Path(fields["log_path"]),
+                              "limits": Limits(**fields["limits"])})
+        driver = SandboxDriver("node-t", cgroup_parent=sys.argv[2],
+                               oom_ledger_dir=Path(sys.argv[3]))
         handle = await driver.start(spec)
         print(json.dumps(handle.to_json()), flush=True)
         await asyncio.sleep(120)
     asyncio.run(main())
     """
 )
+
+
+@contextlib.asynccontextmanager
+async def agent_process(
+    spec: ProcessSpec, ledgers: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, TaskHandle]]:
+    """A SandboxDriver in another process (an agent to `kill -9`) that started `spec`: (that
+    process, the pod's handle). At exit the process is killed if still running, and the pod,
+    unless a driver of this process manages it, is taken down through its cgroup."""
+    fields = {
+        "argv": spec.argv,
+        "cwd": str(spec.cwd),
+        "log_path": str(spec.log_path),
+        "pod_uid": spec.pod_uid,
+        "pod_name": spec.pod_name,
+        "owner": spec.owner,
+        "env": dict(spec.env),
+        "primary_port": spec.primary_port,
+        "limits": dataclasses.asdict(spec.limits),
+    }
+    parent = f"shoal-test-{os.getpid()}"
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT, json.dumps(fields), parent, str(ledgers),
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    handle: TaskHandle | None = None
+    try:
+        assert agent.stdout is not None
+        line = await asyncio.wait_for(agent.stdout.readline(), LIMIT)
+        handle = TaskHandle.from_json(json.loads(line))
+        yield agent, handle
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        cgroup = None if handle is None else pod_cgroup_from_state(handle.driver_state)
+        if cgroup is not None and cgroup.pids():  # the test failed half-way
+            await cgroup.kill_all()
+            await cgroup.remove()
 
 
 @pytest.mark.e2e
@@ -567,25 +610,7 @@ async def test_pod_survives_agent_kill_9_and_is_readopted(
 ) -> None:
     port = PortAllocator().allocate("survivor")[""]
     spec = pod_spec(pods_root, "survivor", [PY, "-c", HTTP_APP], primary_port=port)
-    fields = {
-        "argv": spec.argv,
-        "cwd": str(spec.cwd),
-        "log_path": str(spec.log_path),
-        "pod_uid": spec.pod_uid,
-        "pod_name": spec.pod_name,
-        "owner": spec.owner,
-        "env": dict(spec.env),
-        "primary_port": port,
-    }
-    parent = f"shoal-test-{os.getpid()}"
-    agent = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", AGENT, json.dumps(fields), parent, stdout=subprocess.PIPE
-    )
-    handle: TaskHandle | None = None
-    try:
-        assert agent.stdout is not None
-        line = await asyncio.wait_for(agent.stdout.readline(), LIMIT)
-        handle = TaskHandle.from_json(json.loads(line))
+    async with agent_process(spec, pods_root / "ledgers") as (agent, handle):
         assert await wait_http(port) == "survivor"
         agent.kill()  # kill -9: no cleanup runs in the agent
         await asyncio.wait_for(agent.wait(), LIMIT)
@@ -597,17 +622,56 @@ async def test_pod_survives_agent_kill_9_and_is_readopted(
         status = await asyncio.wait_for(driver.stop(recovered, 5), LIMIT)
         assert status.reason == "UnknownExit"  # not our child: its exit code is unknowable
         assert gone(pids)
-        handle = None
-    finally:
-        if agent.returncode is None:
-            agent.kill()
-            await agent.wait()
-        if handle is not None and handle.pid not in [h.pid for h in driver.managed()]:
-            # the test failed half-way: still take the pod down through its cgroup
-            cgroup = pod_cgroup_from_state(handle.driver_state)
-            if cgroup is not None:
-                await cgroup.kill_all()
-                await cgroup.remove()
+
+
+# A small parent whose child allocates twice the pod's limit (the OOM victim); the parent
+# reports the child's end, lingers (so a test can kill -9 the agent first), then exits 1.
+OOM_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    child = os.fork()
+    if child == 0:
+        b = bytearray(128 << 20)
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    print("child signal", os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0, flush=True)
+    time.sleep(float(sys.argv[1]))
+    sys.exit(1)
+    """
+)
+
+
+@pytest.mark.e2e
+@needs_sandbox
+@pytest.mark.parametrize("exits_while_down", [False, True], ids=["readopted", "exited-meanwhile"])
+async def test_an_oom_kill_just_before_an_agent_kill_9_still_reads_oomkilled(
+    pods_root: Path, data_dir: Path, exits_while_down: bool
+) -> None:
+    """On cgroup v1 the agent kills at the limit (no kernel counter moves): its kill must outlive
+    the agent, whether the next agent finds the pod running or already ended. (On v2 the
+    kernel kills and counts, and this holds through the cgroup's counter.)"""
+    linger = "3" if exits_while_down else "120"
+    limits = Limits(memory_bytes=64 * 2**20, pids=20)
+    spec = pod_spec(pods_root, "oom-before-crash", [PY, "-c", OOM_CHILD, linger], limits=limits)
+    ledgers = data_dir / "oom-kills"
+    async with agent_process(spec, ledgers) as (agent, handle):
+        assert "child signal 9" in await wait_for(spec.log_path, "child signal")
+        agent.kill()  # kill -9 right after its OOM kill, before the run ends
+        await asyncio.wait_for(agent.wait(), LIMIT)
+        parent = f"shoal-test-{os.getpid()}"
+        restarted = SandboxDriver("node-t", cgroup_parent=parent, oom_ledger_dir=ledgers)
+        if exits_while_down:
+            assert gone([handle.pid], within=LIMIT)
+            status = await restarted.recover(handle)
+            assert isinstance(status, ExitStatus), status
+        else:
+            recovered = await restarted.recover(handle)
+            assert isinstance(recovered, TaskHandle)
+            status = await asyncio.wait_for(restarted.stop(recovered, 5), LIMIT)
+        assert status.reason == REASON_OOM_KILLED, status
+        assert status.message == "1 process(es) killed at the pod's memory limit"
+        assert not (ledgers / spec.pod_uid).exists()  # counted once, then forgotten
+        restarted.remove_node_cgroups()
 
 
 @pytest.mark.e2e

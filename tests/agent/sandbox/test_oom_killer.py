@@ -1,7 +1,7 @@
-"""The agent's OOM killer: the victim choice and when a kill is due (pure), and for real on a v1
-memory cgroup (root): the kernel's killer stays off, the event wakes the agent, the kernel's
-choice dies, nothing else does, a re-adopting agent resolves an OOM left pending while it was
-away, and a release hands the kills back to the kernel."""
+"""The agent's OOM killer: the victim choice, when a kill is due (pure), its ledger of kills,
+and for real on a v1 memory cgroup (root): the kernel's killer stays off, the event wakes the
+agent, the kernel's choice dies, nothing else does, a re-adopting agent resolves an OOM left
+pending while it was away, and a release hands the kills back to the kernel."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from shoal.agent.sandbox.cgroups import CgroupHierarchy, PodCgroupV1, detect_cgr
 from shoal.agent.sandbox.oom_killer import (
     PAGE,
     AgentOomKiller,
+    KillLedger,
     badness,
     choose_victim,
     kill_due,
@@ -57,6 +59,24 @@ def test_a_second_kill_needs_a_new_oom() -> None:
     assert kill_due(True, 0, None)  # the run's first: also one pending at re-adoption
     assert not kill_due(True, 1, 1)  # a waiter still marked, no OOM reported since the kill
     assert kill_due(True, 2, 1)
+
+
+@pytest.mark.parametrize("in_file", [True, False], ids=["file", "memory"])
+def test_the_ledger_counts_kills_and_a_new_ledger_on_its_file_sees_them(
+    tmp_path: Path, in_file: bool
+) -> None:
+    path = tmp_path / "ledgers" / "pod-uid" if in_file else None
+    ledger = KillLedger(path)
+    assert ledger.count() == 0
+    ledger.add()
+    ledger.add()
+    ledger.take_back()  # the victim was gone already
+    assert ledger.count() == 1
+    assert KillLedger(path).count() == (1 if in_file else 0)  # as the next agent sees it
+    ledger.add()
+    ledger.clear()
+    assert ledger.count() == 0 and KillLedger(path).count() == 0
+    assert path is None or not path.exists()
 
 
 REAL = detect_cgroups(parent=f"shoal-oom-test-{os.getpid()}")

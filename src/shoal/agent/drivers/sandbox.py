@@ -22,7 +22,8 @@ whatever else is left in the PID namespace, and the outer bwrap exits with the s
 `kill -9` and are re-adopted; the cgroup path travels in `handle.driver_state`.
 
 Exit reasons: OOMKilled when the pod did not succeed and the cgroup saw an OOM kill (the
-kernel's, or on cgroup v1 the agent's own: `sandbox.oom_killer` kills at the limit instead);
+kernel's, or on cgroup v1 the agent's own: `sandbox.oom_killer` kills at the limit instead,
+noting each kill under `oom_ledger_dir` so that the agent after a `kill -9` still counts it);
 SandboxUnavailable when the node cannot sandbox (no silent downgrade to a plain process).
 
 Requirements on the caller: the pod's working directory is bound read-write and everything else
@@ -80,7 +81,7 @@ from shoal.agent.sandbox.cgroups import (
 )
 from shoal.agent.sandbox.demotion import OomDemotion
 from shoal.agent.sandbox.identity import Identity, allocate_identity, identity_key
-from shoal.agent.sandbox.oom_killer import AgentOomKiller, memory_limited
+from shoal.agent.sandbox.oom_killer import AgentOomKiller, KillLedger, memory_limited
 
 LOG = logging.getLogger(__name__)
 REASON_OOM_KILLED = "OOMKilled"
@@ -179,8 +180,11 @@ class SandboxDriver:
         leftover_timeout: float = 5.0,
         default_pids_limit: int | None = 4096,
         on_demoted: Callable[[str, str], None] | None = None,
+        oom_ledger_dir: Path | None = None,
     ) -> None:
-        """`on_demoted(pod_uid, why)` is told when a pod is demoted for OOM kills."""
+        """`on_demoted(pod_uid, why)` is told when a pod is demoted for OOM kills. The agent's
+        own OOM kills are noted in a file per pod under `oom_ledger_dir` (None: in memory, lost
+        with the agent's process)."""
         self._node = node_name
         self._masked = [str(path) for path in masked_dirs]
         self._pods_root = pods_root
@@ -195,6 +199,7 @@ class SandboxDriver:
         self._hierarchy: CgroupHierarchy | str | None = None
         self._demotion = OomDemotion(notify=on_demoted)
         self._agent_oom_kills = True  # until the kernel refuses it (oom_killer)
+        self._ledger_dir = oom_ledger_dir
         # Where the last successful start spent its time (ms per step): the bench prints it.
         self.last_start_steps: dict[str, float] = {}
 
@@ -250,7 +255,9 @@ class SandboxDriver:
             cgroup.create(limits)
         except CgroupError as error:
             return StartError(REASON_SANDBOX_ERROR, str(error))
-        killer = self._take_over_oom(cgroup) if limits.memory_bytes is not None else None
+        ledger = self._ledger(spec.pod_uid)
+        ledger.clear()  # a new run: the last one's end was counted, or never will be
+        killer = self._take_over_oom(cgroup, ledger) if limits.memory_bytes is not None else None
         demoted = self._demotion.demote_at_start(spec.pod_uid, f"{key} ({spec.pod_uid})", cgroup)
         steps.mark("cgroup")
         layout = SandboxLayout(
@@ -278,12 +285,15 @@ class SandboxDriver:
         LOG.debug("sandbox start of %s, ms per step: %s", spec.pod_name, steps.describe())
         return handle
 
-    def _take_over_oom(self, cgroup: PodCgroup) -> AgentOomKiller | None:
+    def _ledger(self, pod_uid: str) -> KillLedger:
+        return KillLedger(None if self._ledger_dir is None else self._ledger_dir / pod_uid)
+
+    def _take_over_oom(self, cgroup: PodCgroup, ledger: KillLedger) -> AgentOomKiller | None:
         """On v1, the agent kills at the pod's memory limit (`oom_killer`), unless the kernel
         refused that once already on this node."""
         if not isinstance(cgroup, PodCgroupV1) or not self._agent_oom_kills:
             return None
-        killer = AgentOomKiller.take_over(cgroup.dirs["memory"])
+        killer = AgentOomKiller.take_over(cgroup.dirs["memory"], ledger)
         self._agent_oom_kills = killer is not None
         return killer
 
@@ -312,9 +322,10 @@ class SandboxDriver:
         return await self._clean_up(uid, box.cgroup, status, agent_kills)
 
     async def _clean_up(
-        self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus, agent_kills: int = 0
+        self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus, agent_kills: int
     ) -> ExitStatus:
         oom_kills = cgroup.oom_kills() + agent_kills
+        self._ledger(pod_uid).clear()
         if oom_kills:
             self._demotion.record(pod_uid)
         with contextlib.suppress(CgroupError):
@@ -378,12 +389,13 @@ class SandboxDriver:
             message = "sandbox handle without a cgroup; cannot re-adopt"
             return ExitStatus(None, None, REASON_SANDBOX_ERROR, handle.started_at, now, message)
         recovered = await self._processes.recover(handle)
+        ledger = self._ledger(handle.pod_uid)  # the kills of the agent that ran it before
         if isinstance(recovered, ExitStatus):
-            return await self._clean_up(handle.pod_uid, cgroup, recovered)
+            return await self._clean_up(handle.pod_uid, cgroup, recovered, ledger.count())
         key = str(handle.driver_state.get("key", ""))
         killer = None
         if isinstance(cgroup, PodCgroupV1) and memory_limited(cgroup.dirs["memory"]):
-            killer = self._take_over_oom(cgroup)  # again: the last agent's eventfd is gone
+            killer = self._take_over_oom(cgroup, ledger)  # again: the last agent's eventfd is gone
         self._track(_Sandbox(handle, cgroup, key, killer))
         return handle
 

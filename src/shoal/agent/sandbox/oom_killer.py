@@ -20,11 +20,13 @@ When the agent lets go of a pod (its run ended, the agent stops, or the watch fa
 `release` hands the kills back to the kernel, which also wakes any task waiting at the limit
 (such a task cannot be frozen: `PodCgroupV1.kill_all` releases before it freezes). After a
 `kill -9` of the agent a pod at its limit waits instead of dying; the restarted agent re-adopts
-it, takes over again and resolves what is pending. A kill made just before the agent died is
-not counted by the next one (the exit then says SIGKILL, not OOMKilled).
+it, takes over again and resolves what is pending. Each kill is noted in the pod's `KillLedger`
+(a file under the agent's data directory) before the signal is sent, so a kill made just
+before the agent died still reads OOMKilled when the next agent sees the run end.
 
-Called by the sandbox driver (`take_over` at each start and re-adoption, `close` at exit) and
-by the OOM watch in `sandbox.demotion` (`wait`, then `resolve`; `release` if it fails).
+Called by the sandbox driver (`take_over` at each start and re-adoption, `close` at exit; the
+ledger cleared at a run's start, read and removed at its end) and by the OOM watch in
+`sandbox.demotion` (`wait`, then `resolve`; `release` if it fails).
 """
 
 from __future__ import annotations
@@ -85,20 +87,65 @@ def memory_limited(memory_dir: Path) -> bool:
     return 0 < limit < UNLIMITED
 
 
-class AgentOomKiller:
-    """OOM kills in one pod's v1 memory cgroup, by the agent. `kills` counts this run's."""
+class KillLedger:
+    """The agent's OOM kills in one run of a pod, one byte each in a file that outlives the
+    agent's process (not fsync'ed: a crash of the machine ends the run too). No path: kept in
+    memory only."""
 
-    def __init__(self, memory_dir: Path, eventfd: int) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._kills = 0
+
+    def count(self) -> int:
+        if self._path is None:
+            return self._kills
+        try:
+            return self._path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def add(self) -> None:
+        """One more kill; written before the signal is sent."""
+        self._kills += 1
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with self._path.open("ab") as ledger:
+                ledger.write(b"k")
+
+    def take_back(self) -> None:
+        """The last `add` killed nobody (its victim was already gone)."""
+        self._kills -= 1
+        if self._path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self._path, max(0, self.count() - 1))
+
+    def clear(self) -> None:
+        """A new run starts, or its end has been counted."""
+        self._kills = 0
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+
+
+class AgentOomKiller:
+    """OOM kills in one pod's v1 memory cgroup, by the agent. `kills` counts the run's, also
+    those of an agent that ran it before this one (its `ledger`)."""
+
+    def __init__(self, memory_dir: Path, eventfd: int, ledger: KillLedger) -> None:
         self._dir = memory_dir
         self._eventfd: int | None = eventfd
         self._events = 0  # OOMs the kernel reported so far
         self._at_last_kill: int | None = None  # `_events` when the last victim was chosen
-        self.kills = 0
+        self._ledger = ledger
+
+    @property
+    def kills(self) -> int:
+        return self._ledger.count()
 
     @classmethod
-    def take_over(cls, memory_dir: Path) -> AgentOomKiller | None:
+    def take_over(cls, memory_dir: Path, ledger: KillLedger | None = None) -> AgentOomKiller | None:
         """Switch the kernel's killer off for this cgroup and listen for its OOM events; None
-        (kernel's killer left on, a warning logged) when the kernel refuses either step."""
+        (kernel's killer left on, a warning logged) when the kernel refuses either step. Kills
+        are noted in `ledger` (in memory only when None)."""
         control = memory_dir / "memory.oom_control"
         eventfd = None
         try:
@@ -115,7 +162,7 @@ class AgentOomKiller:
             release_oom_kills(memory_dir)
             LOG.warning("the kernel keeps OOM kills in %s (%s)", memory_dir, error.strerror)
             return None
-        return cls(memory_dir, eventfd)
+        return cls(memory_dir, eventfd, ledger or KillLedger())
 
     def _drain(self) -> None:
         """Count the OOMs the kernel reported and nobody read yet."""
@@ -156,13 +203,14 @@ class AgentOomKiller:
             return False
         self._at_last_kill = self._events
         pidfd = open_pidfd(victim)  # before the kill: it pins this process, not a reuse
+        self._ledger.add()  # before the kill: an agent dying right after it still counts it
         try:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
+            self._ledger.take_back()
             if pidfd is not None:
                 os.close(pidfd)
             return False  # gone meanwhile: its memory is free
-        self.kills += 1
         with contextlib.suppress(TimeoutError):  # exited = out of the cgroup, memory uncharged
             await asyncio.wait_for(wait_pid_exit(victim, pidfd), EXIT_WAIT_SECONDS)
         await asyncio.sleep(RETRY_SECONDS)
