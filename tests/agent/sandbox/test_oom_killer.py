@@ -79,6 +79,19 @@ def test_the_ledger_counts_kills_and_a_new_ledger_on_its_file_sees_them(
     assert path is None or not path.exists()
 
 
+def test_a_ledger_that_cannot_be_written_still_counts(tmp_path: Path) -> None:
+    """A full disk or a broken data dir must never stop a kill: the count stays in memory."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    ledger = KillLedger(blocker / "pod-uid")
+    ledger.add()
+    ledger.add()
+    ledger.take_back()
+    assert ledger.count() == 1
+    ledger.clear()
+    assert ledger.count() == 0
+
+
 REAL = detect_cgroups(parent=f"shoal-oom-test-{os.getpid()}")
 needs_v1 = pytest.mark.skipif(
     not isinstance(REAL, CgroupHierarchy) or REAL.version != 1,

@@ -90,40 +90,52 @@ def memory_limited(memory_dir: Path) -> bool:
 class KillLedger:
     """The agent's OOM kills in one run of a pod, one byte each in a file that outlives the
     agent's process (not fsync'ed: a crash of the machine ends the run too). No path: kept in
-    memory only."""
+    memory only. A file that cannot be written (a full disk) never stops a kill: the count is
+    then kept in memory and a warning logged."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._path = path
-        self._kills = 0
+        self._kills = 0  # this process's, whatever the file holds
+        self._last_noted = False  # the last `add` reached the file
 
     def count(self) -> int:
+        """This run's kills: the file's (a previous agent's too), or this process's if more."""
         if self._path is None:
             return self._kills
         try:
-            return self._path.stat().st_size
-        except FileNotFoundError:
-            return 0
+            return max(self._kills, self._path.stat().st_size)
+        except OSError:
+            return self._kills
 
     def add(self) -> None:
         """One more kill; written before the signal is sent."""
         self._kills += 1
+        self._last_noted = False
         if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with self._path.open("ab") as ledger:
-                ledger.write(b"k")
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with self._path.open("ab") as ledger:
+                    ledger.write(b"k")
+                self._last_noted = True
+            except OSError as error:
+                LOG.warning("cannot note an OOM kill in %s: %s", self._path, error)
 
     def take_back(self) -> None:
         """The last `add` killed nobody (its victim was already gone)."""
         self._kills -= 1
-        if self._path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.truncate(self._path, max(0, self.count() - 1))
+        if self._path is not None and self._last_noted:
+            with contextlib.suppress(OSError):
+                os.truncate(self._path, self._path.stat().st_size - 1)
+        self._last_noted = False
 
     def clear(self) -> None:
         """A new run starts, or its end has been counted."""
         self._kills = 0
         if self._path is not None:
-            self._path.unlink(missing_ok=True)
+            try:
+                self._path.unlink(missing_ok=True)
+            except OSError as error:
+                LOG.warning("cannot remove %s: %s", self._path, error)
 
 
 class AgentOomKiller:
