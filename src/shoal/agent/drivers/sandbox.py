@@ -94,6 +94,7 @@ class _Sandbox:
     handle: TaskHandle
     cgroup: PodCgroup
     key: str
+    ledger: KillLedger  # the agent's OOM kills in this run (the killer notes them)
     killer: AgentOomKiller | None = None  # the agent kills at the memory limit (v1)
     demoted: str | None = None  # why the run started demoted
     finished: asyncio.Task[ExitStatus] | None = None
@@ -280,7 +281,7 @@ class SandboxDriver:
             return started
         state = {**cgroup.to_state(), "uid": identity.uid, "gid": identity.gid, "key": key}
         handle = dataclasses.replace(started, driver=self.name, driver_state=state)
-        self._track(_Sandbox(handle, cgroup, key, killer, demoted))
+        self._track(_Sandbox(handle, cgroup, key, ledger, killer, demoted))
         self.last_start_steps = steps.elapsed
         LOG.debug("sandbox start of %s, ms per step: %s", spec.pod_name, steps.describe())
         return handle
@@ -318,14 +319,15 @@ class SandboxDriver:
             await asyncio.wait({watch})  # it no longer waits on the killer's eventfd
             if box.killer is not None:
                 box.killer.close()
-        agent_kills = box.killer.kills if box.killer is not None else 0
-        return await self._clean_up(uid, box.cgroup, status, agent_kills)
+        return await self._clean_up(uid, box.cgroup, status, box.ledger)
 
     async def _clean_up(
-        self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus, agent_kills: int
+        self, pod_uid: str, cgroup: PodCgroup, status: ExitStatus, ledger: KillLedger
     ) -> ExitStatus:
-        oom_kills = cgroup.oom_kills() + agent_kills
-        self._ledger(pod_uid).clear()
+        """Count the run's OOM kills (the kernel's and the agent's: `ledger`, then cleared),
+        kill any leftover, remove the cgroup."""
+        oom_kills = cgroup.oom_kills() + ledger.count()
+        ledger.clear()
         if oom_kills:
             self._demotion.record(pod_uid)
         with contextlib.suppress(CgroupError):
@@ -391,12 +393,12 @@ class SandboxDriver:
         recovered = await self._processes.recover(handle)
         ledger = self._ledger(handle.pod_uid)  # the kills of the agent that ran it before
         if isinstance(recovered, ExitStatus):
-            return await self._clean_up(handle.pod_uid, cgroup, recovered, ledger.count())
+            return await self._clean_up(handle.pod_uid, cgroup, recovered, ledger)
         key = str(handle.driver_state.get("key", ""))
         killer = None
         if isinstance(cgroup, PodCgroupV1) and memory_limited(cgroup.dirs["memory"]):
             killer = self._take_over_oom(cgroup, ledger)  # again: the last agent's eventfd is gone
-        self._track(_Sandbox(handle, cgroup, key, killer))
+        self._track(_Sandbox(handle, cgroup, key, ledger, killer))
         return handle
 
     def usage(self, handle: TaskHandle) -> Usage:

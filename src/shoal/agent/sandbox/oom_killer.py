@@ -89,23 +89,19 @@ def memory_limited(memory_dir: Path) -> bool:
 
 class KillLedger:
     """The agent's OOM kills in one run of a pod, one byte each in a file that outlives the
-    agent's process (not fsync'ed: a crash of the machine ends the run too). No path: kept in
-    memory only. A file that cannot be written (a full disk) never stops a kill: the count is
-    then kept in memory and a warning logged."""
+    agent's process (not fsync'ed: a crash of the machine ends the run too). The file is read
+    once, when the ledger is made (a re-adopting agent learns the kills of the one before);
+    after that the count lives in memory, so reading it costs no I/O. No path: in memory only.
+    A file that cannot be written (a full disk) never stops a kill: a warning is logged."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._path = path
-        self._kills = 0  # this process's, whatever the file holds
+        self._kills = _file_size(path) if path is not None else 0
         self._last_noted = False  # the last `add` reached the file
 
     def count(self) -> int:
-        """This run's kills: the file's (a previous agent's too), or this process's if more."""
-        if self._path is None:
-            return self._kills
-        try:
-            return max(self._kills, self._path.stat().st_size)
-        except OSError:
-            return self._kills
+        """This run's kills, a previous agent's included."""
+        return self._kills
 
     def add(self) -> None:
         """One more kill; written before the signal is sent."""
@@ -136,6 +132,13 @@ class KillLedger:
                 self._path.unlink(missing_ok=True)
             except OSError as error:
                 LOG.warning("cannot remove %s: %s", self._path, error)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class AgentOomKiller:
